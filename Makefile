@@ -1,0 +1,51 @@
+# Overwatch: the two commands a newcomer needs are `make demo` and `make test`.
+# Every target creates the virtual environment and installs what it needs.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NODE_DIR := tests/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+
+.PHONY: demo test bench lint venv system-deps node-deps clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages the browser and JSROOT tests need (CI runs as root on a bare machine).
+system-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		echo "installing chromium (Debian package) for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@if ! command -v node >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	fi
+
+node-deps: $(NODE_STAMP)
+
+$(NODE_STAMP): $(NODE_DIR)/package.json
+	cd $(NODE_DIR) && npm install --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $(NODE_STAMP)
+
+test: $(STAMP) system-deps node-deps
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(PY) -m tests.bench.run
+
+demo: $(STAMP)
+	$(VENV)/bin/overwatch demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check overwatch receivers processing webapp tests
+	$(VENV)/bin/ruff format --check overwatch receivers processing webapp tests
+
+clean:
+	rm -rf $(VENV) $(NODE_DIR)/node_modules

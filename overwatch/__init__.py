@@ -1,0 +1,1 @@
+"""Overwatch shared core: settings, timestamps, histograms, storage; no web, ZMQ or scheduler."""

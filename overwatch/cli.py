@@ -1,0 +1,50 @@
+"""The ``overwatch`` command.
+
+Subcommands live with the code they drive: each package registers its own
+through the ``overwatch.commands`` entry-point group (see pyproject.toml), so the
+core package never imports receivers, processing or webapp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib.metadata import entry_points
+
+log = logging.getLogger("overwatch")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="overwatch", description="Streaming online monitoring of detector histograms."
+    )
+    parser.add_argument("--config", help="YAML file layered over the defaults")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for entry in sorted(entry_points(group="overwatch.commands"), key=lambda e: e.name):
+        try:
+            register = entry.load()
+        except ImportError as error:  # a broken optional part must not hide the others
+            log.warning("subcommands of %s unavailable: %s", entry.name, error)
+            continue
+        register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Snapshot file names <-> instants, and run-relative time (pendulum).
+
+Why one module: the time in a snapshot's name is the only record of when its
+content was taken, and three generations of files write it differently:
+
+* new Overwatch files, ``EMChists.2026_11_22_02_21_53.root``: zero-padded
+  ``YYYY_MM_DD_HH_MM_SS`` in **UTC**, under ``Run<run>/<SYS>/``;
+* archived Overwatch files: the same name, but the time is **Europe/Zurich**
+  local time. Nothing in the name says which, so the caller (e.g. a replay of
+  an archived run) passes ``archived=True``;
+* the old receiver's files, ``EMChistos_123456_B_2015_3_14_2_3_5.root``: run,
+  mode and an unpadded time, always **Europe/Zurich** local time.
+
+Daylight-saving rules for Zurich local times:
+
+* Autumn (last Sunday of October): 02:00-02:59 happens twice. A single name
+  carries no hint, so an ambiguous wall time is resolved to the EARLIER
+  instant (first occurrence, CEST, UTC+2). :func:`parse_sequence` does better
+  for the names of one run given in the order they were written: when the
+  earlier reading would go backwards in time relative to the previous name, it
+  takes the later occurrence (CET, UTC+1), keeping the instants monotonic. A
+  plain lexicographic sort interleaves the two passes through the repeated
+  hour, which no rule can undo from names alone; order such names by file
+  modification time (or arrival order) first.
+* Spring (last Sunday of March): 02:00-02:59 does not exist. Such a name
+  (only a hand-made one; clocks skip the hour) is shifted forward by the gap,
+  pendulum's default rule: 02:30 reads as 03:30 CEST, i.e. 01:30 UTC.
+
+Names have one-second resolution: sub-second parts of an instant are dropped.
+Naive datetimes are refused everywhere, because guessing their zone is exactly
+the bug this module exists to prevent.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import PurePosixPath
+
+import pendulum
+from pendulum import DateTime
+
+logger = logging.getLogger(__name__)
+
+ARCHIVE_TIMEZONE = "Europe/Zurich"
+"""Zone of archived Overwatch names and of all old-receiver names."""
+
+_TIME_FORMAT = "YYYY_MM_DD_HH_mm_ss"  # pendulum tokens for the zero-padded form
+_SUBSYSTEM = re.compile(r"^[A-Za-z0-9]+$")
+_OVERWATCH_NAME = re.compile(
+    r"^(?P<subsystem>[A-Za-z0-9]+?)hists\."
+    r"(?P<year>\d{4})_(?P<month>\d{2})_(?P<day>\d{2})_"
+    r"(?P<hour>\d{2})_(?P<minute>\d{2})_(?P<second>\d{2})\.root$"
+)
+_RECEIVER_NAME = re.compile(
+    r"^(?P<subsystem>[A-Za-z0-9]+?)histos_(?P<run>\d+)_(?P<mode>[A-Za-z0-9]+)_"
+    r"(?P<year>\d{4})_(?P<month>\d{1,2})_(?P<day>\d{1,2})_"
+    r"(?P<hour>\d{1,2})_(?P<minute>\d{1,2})_(?P<second>\d{1,2})\.root$"
+)
+_RUN_DIR = re.compile(r"^Run(?P<run>\d+)$")
+_TIME_FIELDS = ("year", "month", "day", "hour", "minute", "second")
+
+
+class NameForm(enum.Enum):
+    """Which generation wrote a name, hence its layout and time zone."""
+
+    OVERWATCH = "overwatch"  # <SYS>hists.<YYYY_MM_DD_HH_MM_SS>.root, UTC
+    ARCHIVED = "archived"  # same layout, Europe/Zurich local time
+    RECEIVER = "receiver"  # <SYS>histos_<run>_<mode>_<Y_M_D_h_m_s>.root, Europe/Zurich
+
+
+@dataclass(frozen=True)
+class SnapshotName:
+    """What a snapshot file name says: subsystem, instant (UTC) and, if known, run and mode."""
+
+    subsystem: str
+    instant: DateTime
+    run: int | None = None
+    mode: str | None = None
+    form: NameForm = NameForm.OVERWATCH
+
+    def format(self) -> str:
+        """The file name this describes, in its own form (the inverse of parsing).
+
+        An instant in the second pass through the autumn hour formats to the same
+        wall time as the first pass; parsing that name alone gives the first.
+        """
+        if self.form is NameForm.OVERWATCH:
+            return snapshot_filename(self.subsystem, self.instant)
+        _check_subsystem(self.subsystem)
+        local = _aware(self.instant).in_tz(ARCHIVE_TIMEZONE)
+        if self.form is NameForm.ARCHIVED:
+            return f"{self.subsystem}hists.{local.format(_TIME_FORMAT)}.root"
+        if self.run is None or self.mode is None:
+            raise ValueError("an old-receiver name needs both run and mode")
+        stamp = "_".join(str(getattr(local, name)) for name in _TIME_FIELDS)
+        return f"{self.subsystem}histos_{self.run}_{self.mode}_{stamp}.root"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _aware(instant: datetime) -> DateTime:
+    """Pendulum view of an aware datetime; a naive one is refused (its zone is a guess)."""
+    if not isinstance(instant, datetime):
+        raise TypeError(f"expected a datetime, got {instant!r}")
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        raise ValueError(
+            f"naive datetime {instant.isoformat()}: attach a time zone (new names are UTC)"
+        )
+    return pendulum.instance(instant)
+
+
+def _check_subsystem(subsystem: str) -> None:
+    # The subsystem becomes a directory and file name: letters and digits only.
+    if not isinstance(subsystem, str) or not _SUBSYSTEM.match(subsystem):
+        raise ValueError(
+            f"invalid subsystem {subsystem!r}: expected letters and digits, e.g. 'EMC'"
+        )
+
+
+def _localize(wall: tuple[int, ...], tz: str) -> tuple[DateTime, DateTime | None]:
+    """Instant of a wall time in ``tz``, plus the later instant if the wall time is ambiguous."""
+    early = pendulum.datetime(*wall, tz=tz, fold=0)
+    late = pendulum.datetime(*wall, tz=tz, fold=1)
+    if early.utcoffset() == late.utcoffset():
+        return early.in_tz("UTC"), None
+    if tuple(getattr(late, name) for name in _TIME_FIELDS) != wall:
+        # Nonexistent (spring gap): pendulum's default shifts it forward.
+        logger.debug("wall time %s does not exist in %s; shifted to %s", wall, tz, late)
+        return late.in_tz("UTC"), None
+    return early.in_tz("UTC"), late.in_tz("UTC")
+
+
+def _run_from_parents(path: PurePosixPath, subsystem: str) -> int | None:
+    """Run number from a ``Run<N>/<SYS>/`` prefix, when the name is given as such a path."""
+    parents = path.parts[:-1]
+    if len(parents) >= 2 and parents[-1] == subsystem:
+        match = _RUN_DIR.match(parents[-2])
+        if match:
+            return int(match["run"])
+    return None
+
+
+def _parse(name: str, archived: bool | None) -> tuple[SnapshotName, DateTime | None]:
+    """Parse a name; also return the later reading when its wall time is ambiguous."""
+    path = PurePosixPath(str(name))
+    base = path.name
+    match = _OVERWATCH_NAME.match(base)
+    if match:
+        form = NameForm.ARCHIVED if archived else NameForm.OVERWATCH
+        tz = ARCHIVE_TIMEZONE if archived else "UTC"
+        run, mode = _run_from_parents(path, match["subsystem"]), None
+    else:
+        match = _RECEIVER_NAME.match(base)
+        if not match:
+            raise ValueError(
+                f"{name!r} is not a snapshot file name: expected "
+                "'<SYS>hists.YYYY_MM_DD_HH_MM_SS.root' (Overwatch, e.g. "
+                "'EMChists.2015_11_24_18_05_10.root') or "
+                "'<SYS>histos_<run>_<mode>_Y_M_D_h_m_s.root' (old receiver, e.g. "
+                "'EMChistos_123456_B_2015_3_14_2_3_5.root')"
+            )
+        form, tz = NameForm.RECEIVER, ARCHIVE_TIMEZONE
+        run, mode = int(match["run"]), match["mode"]
+    wall = tuple(int(match[field]) for field in _TIME_FIELDS)
+    try:
+        instant, later = _localize(wall, tz)
+    except ValueError as exc:
+        raise ValueError(f"{name!r}: the time in the name is not a valid date ({exc})") from exc
+    snapshot = SnapshotName(match["subsystem"], instant, run=run, mode=mode, form=form)
+    return snapshot, later
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def snapshot_filename(subsystem: str, instant: datetime) -> str:
+    """Name of a new snapshot, e.g. ``EMChists.2026_11_22_02_21_53.root`` (time in UTC)."""
+    _check_subsystem(subsystem)
+    stamp = _aware(instant).in_tz("UTC").format(_TIME_FORMAT)
+    return f"{subsystem}hists.{stamp}.root"
+
+
+def snapshot_relpath(run: int, subsystem: str, instant: datetime) -> str:
+    """Path of a new snapshot inside the data directory: ``Run<run>/<SYS>/<SYS>hists.<time>.root``."""
+    if isinstance(run, bool) or not isinstance(run, int) or run < 0:
+        raise ValueError(f"invalid run number {run!r}: expected a non-negative integer")
+    return f"Run{run}/{subsystem}/{snapshot_filename(subsystem, instant)}"
+
+
+def parse_snapshot_filename(name: str, *, archived: bool | None = None) -> SnapshotName:
+    """Read subsystem, instant (UTC) and, where the name has them, run and mode.
+
+    ``archived=True`` reads an Overwatch-form name as Europe/Zurich local time
+    (archived Overwatch data); ``None`` or ``False`` reads it as UTC (new files).
+    Old-receiver names are always Europe/Zurich, whatever ``archived`` says.
+    ``name`` may be a bare file name or a path; a ``Run<N>/<SYS>/`` prefix
+    supplies the run of an Overwatch-form name. An ambiguous autumn wall time
+    gives the earlier instant (see the module docs). Raises ``ValueError`` for
+    anything else.
+    """
+    return _parse(name, archived)[0]
+
+
+def parse_sequence(names: Iterable[str], *, archived: bool = True) -> list[SnapshotName]:
+    """Parse the names of one run, in the order written, keeping instants monotonic.
+
+    Why: across the repeated autumn hour the earlier reading of a name can lie
+    before its predecessor; then the later occurrence (CET) is the right one.
+    A step backwards that DST cannot explain is kept as parsed and logged.
+    """
+    result: list[SnapshotName] = []
+    for name in names:
+        snapshot, later = _parse(name, archived)
+        if result and snapshot.instant < result[-1].instant:
+            previous = result[-1].instant
+            if later is not None and later >= previous:
+                snapshot = SnapshotName(
+                    snapshot.subsystem, later, snapshot.run, snapshot.mode, snapshot.form
+                )
+            else:
+                logger.warning(
+                    "snapshot %s (%s) is earlier than its predecessor (%s): names not in time order?",
+                    name,
+                    snapshot.instant,
+                    previous,
+                )
+        result.append(snapshot)
+    return result
+
+
+def minutes_since(start: datetime, instant: datetime) -> float:
+    """Minutes from ``start`` (usually the run start) to ``instant``; negative if before."""
+    return (_aware(instant) - _aware(start)).total_seconds() / 60.0
+
+
+def instant_at(start: datetime, minutes: float) -> DateTime:
+    """The UTC instant ``minutes`` after ``start``: the inverse of :func:`minutes_since`."""
+    return _aware(start).in_tz("UTC") + timedelta(minutes=minutes)
+
+
+def to_unix(instant: datetime) -> float:
+    """Seconds since the Unix epoch, as in the wire header's ``timestamp``."""
+    return _aware(instant).timestamp()
+
+
+def from_unix(seconds: float) -> DateTime:
+    """UTC instant of a Unix timestamp (e.g. a wire header's ``timestamp``)."""
+    return pendulum.from_timestamp(seconds, tz="UTC")
