@@ -1,0 +1,179 @@
+"""Persistent classes kept in ZODB: the browsable metadata of Overwatch.
+
+Only names and plain data are stored here, never functions or open handles:
+detector plugins are looked up by name at run time, so a database outlives
+any change of code. Histogram arrays are not stored here either; they live in
+the array cache on disk (see ``processing``), and the snapshot files are the
+source of truth from which all of this can be rebuilt (``overwatch db rebuild``).
+
+Times are unix seconds (float, UTC) throughout.
+"""
+
+from __future__ import annotations
+
+import time
+
+from BTrees.IOBTree import IOBTree
+from BTrees.OOBTree import OOBTree
+from persistent import Persistent
+from persistent.list import PersistentList
+from persistent.mapping import PersistentMapping
+
+#: Bump when the shape of stored data changes; add a step to ``migrations``.
+SCHEMA_VERSION = 1
+
+ROOT_KEY = "overwatch"
+
+
+class OverwatchRoot(Persistent):
+    """Entry point of the database (``connection.root()["overwatch"]``)."""
+
+    def __init__(self) -> None:
+        self.schema_version = SCHEMA_VERSION
+        self.runs = IOBTree()  # run number -> Run
+        self.users = OOBTree()  # user name -> User
+        self.receivers = OOBTree()  # subsystem -> ReceiverStatus
+        self.processing = ProcessingStatus()
+
+
+class ProcessingStatus(Persistent):
+    """What the processing service last did, for the status page."""
+
+    def __init__(self) -> None:
+        self.last_pass_started = 0.0
+        self.last_pass_finished = 0.0
+        self.last_snapshot_processed = 0.0  # timestamp of the newest snapshot handled
+        self.snapshots_processed = 0
+        self.last_error = ""
+
+
+class Run(Persistent):
+    """One run; its subsystems hold the snapshots and slices."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.subsystems = OOBTree()  # name -> Subsystem
+
+    @property
+    def start(self) -> float:
+        starts = [s.start for s in self.subsystems.values() if s.start]
+        return min(starts) if starts else 0.0
+
+    @property
+    def end(self) -> float:
+        return max((s.end for s in self.subsystems.values()), default=0.0)
+
+    def is_ongoing(self, now: float, ongoing_seconds: float) -> bool:
+        """A run is ongoing while some subsystem sent a snapshot in the last minutes."""
+        return bool(self.subsystems) and now - self.end <= ongoing_seconds
+
+
+class Subsystem(Persistent):
+    """One subsystem within a run: its snapshots, latest slices and histogram list."""
+
+    def __init__(self, run: int, name: str) -> None:
+        self.run = run
+        self.name = name
+        self.start = 0.0  # first snapshot
+        self.end = 0.0  # last snapshot
+        self.n_events = 0.0  # from the configured events histogram, latest snapshot
+        self.snapshots = OOBTree()  # timestamp -> SnapshotRecord
+        self.bad_snapshots = OOBTree()  # file name -> reason
+        self.slices = OOBTree()  # end timestamp -> TimeSlice (the "latest" slice of each snapshot)
+        self.histograms = OOBTree()  # path -> HistogramInfo
+        self.errors = PersistentList()  # HistogramError, newest last
+        self.segments = 1  # cumulative segments (counter resets start a new one)
+
+    def latest_snapshot(self) -> SnapshotRecord | None:
+        return self.snapshots[self.snapshots.maxKey()] if len(self.snapshots) else None
+
+    def add_error(self, error: HistogramError, keep: int = 1000) -> None:
+        self.errors.append(error)
+        if len(self.errors) > keep:
+            del self.errors[: len(self.errors) - keep]
+
+
+class SnapshotRecord(Persistent):
+    """One cumulative snapshot file that processing has read."""
+
+    def __init__(
+        self,
+        timestamp: float,
+        filename: str,
+        n_histograms: int,
+        cache_file: str,
+        size: int = 0,
+    ) -> None:
+        self.timestamp = timestamp
+        self.filename = filename  # relative to the data directory
+        self.n_histograms = n_histograms
+        self.cache_file = cache_file  # relative to the data directory
+        self.size = size
+        self.processed_at = time.time()
+
+
+class TimeSlice(Persistent):
+    """Content that arrived between two snapshots (or the run start and one).
+
+    ``start`` is 0.0 for a slice that starts at the beginning of the run.
+    ``key`` identifies an on-demand slice (interval + options); empty for the
+    latest slices written by processing.
+    """
+
+    def __init__(
+        self,
+        run: int,
+        subsystem: str,
+        start: float,
+        end: float,
+        n_histograms: int,
+        key: str = "",
+        options: dict | None = None,
+    ) -> None:
+        self.run = run
+        self.subsystem = subsystem
+        self.start = start
+        self.end = end
+        self.n_histograms = n_histograms
+        self.key = key
+        self.options = PersistentMapping(options or {})
+        self.created = time.time()
+
+
+class HistogramInfo(Persistent):
+    """What is known of one histogram path within a run's subsystem."""
+
+    def __init__(self, path: str, class_name: str, first_seen: float) -> None:
+        self.path = path
+        self.class_name = class_name
+        self.first_seen = first_seen
+        self.last_seen = first_seen
+
+
+class HistogramError(Persistent):
+    """A histogram that could not be processed at one snapshot (e.g. binning change)."""
+
+    def __init__(self, path: str, timestamp: float, message: str) -> None:
+        self.path = path
+        self.timestamp = timestamp
+        self.message = message
+
+
+class ReceiverStatus(Persistent):
+    """Last contact and last snapshot of a receiver, mirrored from its heartbeat."""
+
+    def __init__(self, subsystem: str) -> None:
+        self.subsystem = subsystem
+        self.last_contact = 0.0
+        self.last_snapshot = 0.0
+        self.counters = PersistentMapping()
+
+
+class User(Persistent):
+    """A web user. Passwords and API tokens are stored only as hashes."""
+
+    def __init__(self, name: str, password_hash: str) -> None:
+        self.name = name
+        self.password_hash = password_hash
+        self.token_hashes = PersistentList()
+        self.created = time.time()
