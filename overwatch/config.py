@@ -235,7 +235,10 @@ def _convert(hint: Any, value: Any, key: str, source: str) -> Any:
     raise TypeError(f"settings field {key} has an unsupported type {hint!r}")
 
 
-def _check_bounds(meta: Mapping[str, Any], value: Any, hint: Any, key: str, source: str) -> None:
+def _check_bounds(
+    meta: Mapping[str, Any], value: Any, written: Any, hint: Any, key: str, source: str
+) -> None:
+    """Compare the converted ``value`` with the field's bounds; report what was ``written``."""
     noun = _expected(hint)
     for name, op, ok in (
         ("gt", ">", lambda v, b: v > b),
@@ -244,7 +247,7 @@ def _check_bounds(meta: Mapping[str, Any], value: Any, hint: Any, key: str, sour
     ):
         if name in meta and not ok(value, meta[name]):
             raise ConfigError(
-                f"{source}: {key}: expected {noun} {op} {meta[name]}, got {_show(value)}"
+                f"{source}: {key}: expected {noun} {op} {meta[name]}, got {_show(written)}"
             )
 
 
@@ -271,7 +274,7 @@ def _validate_value(section: str, key: str, value: Any, source: str) -> Any:
         )
     hint, spec = fields[key]
     converted = _convert(hint, value, dotted, source)
-    _check_bounds(spec.metadata, converted, hint, dotted, source)
+    _check_bounds(spec.metadata, converted, value, hint, dotted, source)
     return converted
 
 
@@ -334,13 +337,17 @@ def _env_layer(env: Mapping[str, str]) -> list[tuple[str, str, Any, str]]:
     return entries
 
 
-def _check_consistency(values: dict[str, dict[str, Any]], sources: dict[str, str]) -> None:
+def _check_consistency(
+    values: dict[str, dict[str, Any]], sources: dict[str, tuple[int, str]]
+) -> None:
+    """Rules between keys; the error blames the highest-priority layer that set either key."""
     late = values.get("status", {}).get("late_seconds", StatusSettings.late_seconds)
     dead = values.get("status", {}).get("dead_seconds", StatusSettings.dead_seconds)
     if dead < late:
-        source = sources.get("status.dead_seconds") or sources.get(
-            "status.late_seconds", "defaults"
-        )
+        blamed = [
+            sources[k] for k in ("status.dead_seconds", "status.late_seconds") if k in sources
+        ]
+        source = max(blamed)[1] if blamed else "built-in defaults"
         raise ConfigError(
             f"{source}: status.dead_seconds: expected a number >= status.late_seconds ({late}), "
             f"got {_show(dead)}"
@@ -383,15 +390,15 @@ def load_settings(
         paths.append(explicit)
 
     values: dict[str, dict[str, Any]] = {}
-    sources: dict[str, str] = {}
-    for path in paths:
+    sources: dict[str, tuple[int, str]] = {}  # dotted key -> (layer rank, file or variable)
+    for rank, path in enumerate(paths):
         for section, keys in _validate_layer(_read_yaml(path), str(path)).items():
             values.setdefault(section, {}).update(keys)
-            sources.update({f"{section}.{key}": str(path) for key in keys})
+            sources.update({f"{section}.{key}": (rank, str(path)) for key in keys})
         logger.debug("loaded settings layer %s", path)
     for section, key, value, source in _env_layer(os.environ if env is None else env):
         values.setdefault(section, {})[key] = value
-        sources[f"{section}.{key}"] = source
+        sources[f"{section}.{key}"] = (len(paths), source)
         logger.debug("setting %s.%s from %s", section, key, source)
 
     _check_consistency(values, sources)

@@ -27,6 +27,9 @@ Daylight-saving rules for Zurich local times:
   pendulum's default rule: 02:30 reads as 03:30 CEST, i.e. 01:30 UTC.
 
 Names have one-second resolution: sub-second parts of an instant are dropped.
+Every instant returned is in UTC: besides being what the store keeps, this
+avoids a PEP 495 trap (an ambiguous local time with ``fold=1`` never compares
+equal to the same instant in another zone).
 Naive datetimes are refused everywhere, because guessing their zone is exactly
 the bug this module exists to prevent.
 """
