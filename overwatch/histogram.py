@@ -41,7 +41,11 @@ STAT_NAMES = {
     ),
 }
 #: Extra statistics of profiles: the sums of the profiled quantity.
-PROFILE_STAT_NAMES = {1: ("fTsumwy", "fTsumwy2"), 2: ("fTsumwz", "fTsumwz2"), 3: ("fTsumwt", "fTsumwt2")}
+PROFILE_STAT_NAMES = {
+    1: ("fTsumwy", "fTsumwy2"),
+    2: ("fTsumwz", "fTsumwz2"),
+    3: ("fTsumwt", "fTsumwt2"),
+}
 
 AXIS_NAMES = ("xaxis", "yaxis", "zaxis")
 
@@ -92,6 +96,8 @@ class Axis:
         self.edges = np.asarray(self.edges, dtype=np.float64)
         if self.edges.ndim != 1 or len(self.edges) < 2:
             raise ValueError("an axis needs at least two edges")
+        if not np.all(np.isfinite(self.edges)):
+            raise ValueError("axis edges must be finite numbers")
         if np.any(np.diff(self.edges) <= 0):
             raise ValueError("axis edges must increase strictly")
 
@@ -134,6 +140,13 @@ class Axis:
 def _flow_array(data, shape: tuple[int, ...]) -> np.ndarray:
     array = np.asarray(data, dtype=np.float64)
     if array.shape != shape:
+        # Only ROOT's flat fArray is reshaped; any other shape is a caller's mistake that a
+        # reshape would silently turn into scrambled bins.
+        if array.ndim != 1 or array.size != int(np.prod(shape)):
+            raise ValueError(
+                f"bin array of shape {array.shape} does not fit axes needing {shape} "
+                f"(flow bins included) or a flat array of {int(np.prod(shape))}"
+            )
         array = array.reshape(shape, order="F")
     return np.asfortranarray(array)
 
@@ -227,16 +240,26 @@ class Histogram:
         return self.bin_means() if self.is_profile else self.values
 
     def _profile_errors(self) -> np.ndarray:
-        # ROOT's default error mode: standard error of the mean, sqrt(var/Neff).
+        # ROOT's TProfile::GetBinError for the profile's own error mode (TProfileHelper):
+        # 0 error on the mean, 1 ("s") spread, 2 ("i") integer spread, 3 ("g") 1/sqrt(Σw).
         sumw = self.bin_entries
-        sumw2w = self.bin_sumw2 if self.bin_sumw2 is not None else np.abs(sumw)
+        filled = sumw != 0
         with np.errstate(divide="ignore", invalid="ignore"):
-            mean = np.where(sumw != 0, self.values / sumw, 0.0)
-            variance = np.where(sumw != 0, self.sumw2 / sumw - mean**2, 0.0)
-            variance = np.maximum(variance, 0.0)
-            neff = np.where(sumw2w != 0, sumw**2 / sumw2w, 0.0)
-            errors = np.where(neff > 0, np.sqrt(variance / neff), 0.0)
-        return errors
+            mean = np.where(filled, self.values / sumw, 0.0)
+            spread = np.sqrt(np.abs(np.where(filled, self.sumw2 / sumw, 0.0) - mean**2))
+            if self.bin_sumw2 is None:
+                neff = sumw
+            else:
+                neff = np.where(self.bin_sumw2 > 0, sumw**2 / self.bin_sumw2, 0.0)
+            if self.error_mode == 1:
+                errors = spread
+            elif self.error_mode == 2:
+                errors = np.where(spread != 0, spread / np.sqrt(neff), 1.0 / np.sqrt(12.0 * neff))
+            elif self.error_mode == 3:
+                errors = 1.0 / np.sqrt(sumw)
+            else:
+                errors = spread / np.sqrt(neff)
+        return np.where(filled & np.isfinite(errors), errors, 0.0)
 
     # -- arithmetic ----------------------------------------------------------
     def copy(self, name: str | None = None) -> Histogram:
@@ -370,8 +393,9 @@ class Histogram:
             if array is None:
                 return None
             summed = array.sum(axis=dropped) if dropped else array
-            # Order the kept axes as asked (e.g. a TH3 projected onto "zx").
-            order = sorted(range(len(keep)), key=lambda i: sorted(keep).index(keep[i]))
+            # Order the kept axes as asked (e.g. a TH3 projected onto "zx"): result axis i is
+            # the summed array's axis holding keep[i] (kept axes stay ascending after the sum).
+            order = [sorted(keep).index(k) for k in keep]
             return np.asfortranarray(np.transpose(summed, order))
 
         suffix = "_p" + "".join("xyz"[k] for k in keep)
@@ -426,11 +450,17 @@ class Histogram:
         """
         if len(coords) != self.ndim:
             raise ValueError(f"{self.name!r} needs {self.ndim} coordinates")
+        # Without this check a profile filled without y silently gets NaN bins.
+        if self.is_profile and y is None:
+            raise ValueError(f"{self.class_name} {self.name!r}: fill needs y, the profiled value")
+        if not self.is_profile and y is not None:
+            raise ValueError(f"{self.class_name} {self.name!r} is not a profile: y is not used")
         coords = [np.atleast_1d(np.asarray(c, dtype=np.float64)) for c in coords]
         n = len(coords[0])
         w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
         index = tuple(
-            np.searchsorted(axis.edges, c, side="right") for axis, c in zip(self.axes, coords, strict=True)
+            np.searchsorted(axis.edges, c, side="right")
+            for axis, c in zip(self.axes, coords, strict=True)
         )
         if self.is_profile:
             yv = np.asarray(y, dtype=np.float64)

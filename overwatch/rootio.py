@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,17 +73,45 @@ class ReadResult:
 # -- opening -----------------------------------------------------------------
 
 
+def _check_complete(header: bytes, size: int, label: str) -> None:
+    """Compare the file length ROOT's header declares (fEND) with the bytes present.
+
+    A truncated file otherwise fails deep inside uproot with an opaque message, or
+    worse, opens and silently loses the objects stored past the cut.
+    """
+    if not header.startswith(b"root"):
+        raise RootFileError(f"{label} is not a ROOT file: it does not start with 'root'")
+    if len(header) < 16:
+        raise RootFileError(f"truncated ROOT file {label}: {size} bytes, shorter than the header")
+    version = struct.unpack(">i", header[4:8])[0]
+    if version >= 1_000_000:  # large-file header: 64-bit pointers
+        if len(header) < 20:
+            raise RootFileError(
+                f"truncated ROOT file {label}: {size} bytes, shorter than the header"
+            )
+        end = struct.unpack(">q", header[12:20])[0]
+    else:
+        end = struct.unpack(">i", header[12:16])[0]
+    if end > size:
+        raise RootFileError(
+            f"truncated ROOT file {label}: its header says {end} bytes, only {size} present"
+        )
+
+
 def open_root(source: str | Path | bytes | bytearray | memoryview):
     """Open a path or in-memory bytes with uproot, with a clear error if it is not ROOT."""
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
-        if not data.startswith(b"root"):
-            raise RootFileError("not a ROOT file: the bytes do not start with 'root'")
-        target = io.BytesIO(data)
         label = "<bytes>"
+        _check_complete(data[:20], len(data), label)
+        target = io.BytesIO(data)
     else:
         target = str(source)
         label = target
+        if os.path.isdir(target):
+            raise RootFileError(f"{label} is a directory, not a ROOT file")
+        with open(target, "rb") as stream:  # FileNotFoundError passes through as is
+            _check_complete(stream.read(20), os.fstat(stream.fileno()).st_size, label)
     try:
         return uproot.open(target)
     except FileNotFoundError:
@@ -90,8 +120,14 @@ def open_root(source: str | Path | bytes | bytearray | memoryview):
         raise RootFileError(f"{label} is not a readable ROOT file: {error}") from error
 
 
-def list_keys(directory, prefix: str = "") -> Iterator[tuple[str, object]]:
-    """(path, TKey) for every object, recursively, highest cycle of each name only."""
+def list_keys(
+    directory, prefix: str = "", skipped: list[SkippedObject] | None = None
+) -> Iterator[tuple[str, object]]:
+    """(path, TKey) for every object, recursively, highest cycle of each name only.
+
+    A subdirectory whose key list is damaged raises :class:`RootFileError`, or, when
+    ``skipped`` is given, is noted there so the rest of the file is still read.
+    """
     # uproot's string-keyed lookup splits names on "/", so walk the TKeys directly.
     newest: dict[str, object] = {}
     for key in directory._keys:  # noqa: SLF001 - the only access to raw TKeys
@@ -101,7 +137,17 @@ def list_keys(directory, prefix: str = "") -> Iterator[tuple[str, object]]:
     for name, key in newest.items():
         path = f"{prefix}{name}"
         if key.fClassName in ("TDirectory", "TDirectoryFile"):
-            yield from list_keys(key.get(), prefix=path + "/")
+            try:
+                subdirectory = key.get()
+            except Exception as error:  # uproot raises many types for damaged bytes
+                if skipped is None:
+                    raise RootFileError(f"directory {path!r} unreadable: {error}") from error
+                log.warning("skipping directory %s: %s", path, error)
+                skipped.append(
+                    SkippedObject(path, key.fClassName, f"unreadable directory: {error}")
+                )
+                continue
+            yield from list_keys(subdirectory, prefix=path + "/", skipped=skipped)
         else:
             yield path, key
 
@@ -135,7 +181,7 @@ def read_histograms(source: str | Path | bytes, names: Iterable[str] | None = No
     wanted = set(names) if names is not None else None
     result = ReadResult()
     with open_root(source) as file:
-        for path, key in list_keys(file):
+        for path, key in list_keys(file, skipped=result.skipped):
             if wanted is not None and path not in wanted:
                 continue
             class_name = key.fClassName
