@@ -1,0 +1,165 @@
+"""``overwatch simulate`` and ``overwatch receive``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+import threading
+
+from overwatch.config import ConfigError, load_settings
+
+log = logging.getLogger(__name__)
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM/SIGINT, so the loop finishes the message in hand and exits 0."""
+    stop = threading.Event()
+
+    def handler(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+        log.info("signal %d: stopping after the message in hand", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _settings(args: argparse.Namespace):
+    try:
+        return load_settings(args.config)
+    except ConfigError as error:
+        print(f"overwatch: {error}", file=sys.stderr)
+        return None
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from receivers.simulator import DetectorSimulator, FaultError, load_faults
+    from receivers.simulator_server import SimulatorServer
+
+    settings = _settings(args)
+    if settings is None:
+        return 2
+    try:
+        faults = load_faults(args.faults) if args.faults else []
+        simulator = DetectorSimulator(
+            [s.strip() for s in args.subsystems.split(",") if s.strip()],
+            run=args.run,
+            seed=args.seed,
+            histograms=args.histograms,
+            event_rate=settings.simulator.event_rate
+            if args.event_rate is None
+            else args.event_rate,
+            faults=faults,
+            mode=args.mode,
+            run_seconds=args.run_minutes * 60 if args.run_minutes else None,
+            gap_seconds=args.gap_minutes * 60,
+        )
+        server = SimulatorServer(
+            simulator,
+            args.bind,
+            args.pattern,
+            speed=args.speed,
+            interval=settings.simulator.interval if args.interval is None else args.interval,
+            timestamps=not args.no_timestamp,
+            dump_dir=args.dump_dir,
+        )
+    except (FaultError, ValueError, OSError) as error:
+        print(f"overwatch simulate: {error}", file=sys.stderr)
+        return 2
+    stop = _stop_on_signals()
+    print(
+        f"simulating {','.join(simulator.subsystems)} on {server.endpoint} ({args.pattern})",
+        flush=True,
+    )
+    server.serve(stop)
+    return 0
+
+
+def _receive(args: argparse.Namespace) -> int:
+    from receivers.zmq_receiver import Receiver
+
+    settings = _settings(args)
+    if settings is None:
+        return 2
+    receiver_settings = settings.receiver
+    overrides = {
+        k: v
+        for k, v in (("timeout", args.timeout), ("max_backoff", args.max_backoff))
+        if v is not None
+    }
+    if overrides:
+        receiver_settings = dataclasses.replace(receiver_settings, **overrides)
+    try:
+        receiver = Receiver(
+            receiver_settings,
+            args.data_dir or settings.data.data_dir,
+            args.subsystem,
+            args.connect,
+            args.pattern,
+            interval=args.interval,
+            notify_address=args.notify,
+        )
+    except ValueError as error:
+        print(f"overwatch receive: {error}", file=sys.stderr)
+        return 2
+    receiver.run(_stop_on_signals())
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``simulate`` and ``receive`` to the ``overwatch`` command."""
+    sim = subparsers.add_parser(
+        "simulate",
+        help="serve simulated detector snapshots over ZMQ (REP or PUB)",
+        description="Emulate the trigger-farm mergers: cumulative EMC/TPC/HLT histograms served "
+        "as ROOT files over ZeroMQ (see receivers/wire.py for the framing).",
+    )
+    sim.add_argument(
+        "--subsystems", default="EMC,TPC,HLT", help="comma-separated (default EMC,TPC,HLT)"
+    )
+    sim.add_argument(
+        "--bind", required=True, help="e.g. tcp://127.0.0.1:5555 (port * picks a free one)"
+    )
+    sim.add_argument("--pattern", choices=("rep", "pub"), default="rep")
+    sim.add_argument("--run", type=int, default=1, help="first run number (default 1)")
+    sim.add_argument(
+        "--histograms", type=int, default=0, help="pad each subsystem to at least N histograms"
+    )
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--interval", type=float, help="seconds between published snapshots (pub)")
+    sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
+    sim.add_argument("--event-rate", type=float, help="events per simulated second")
+    sim.add_argument("--faults", help="YAML file with the fault schedule")
+    sim.add_argument("--mode", default="B", help="mode field of the header (default B)")
+    sim.add_argument(
+        "--run-minutes", type=float, default=0.0, help="end each run after M minutes (0: never)"
+    )
+    sim.add_argument(
+        "--gap-minutes", type=float, default=1.0, help="pause between runs, in minutes"
+    )
+    sim.add_argument("--no-timestamp", action="store_true", help="omit the header timestamp")
+    sim.add_argument("--dump-dir", help="also write every sent payload and header here")
+    sim.set_defaults(handler=_simulate)
+
+    rec = subparsers.add_parser(
+        "receive",
+        help="receive snapshots of one subsystem over ZMQ and store them",
+        description="Poll a REP sender (req) or subscribe to a PUB sender (sub) and write each "
+        "snapshot verbatim as <data-dir>/Run<N>/<SYS>/<SYS>hists.<UTC time>.root.",
+    )
+    rec.add_argument("--subsystem", required=True)
+    rec.add_argument("--connect", required=True, help="sender address, e.g. tcp://127.0.0.1:5555")
+    rec.add_argument("--pattern", choices=("req", "sub"), default="req")
+    rec.add_argument("--interval", type=float, help="seconds between requests (receiver.interval)")
+    rec.add_argument("--timeout", type=float, help="seconds to wait for a reply (receiver.timeout)")
+    rec.add_argument(
+        "--max-backoff", type=float, help="longest wait between retries (receiver.max_backoff)"
+    )
+    rec.add_argument("--data-dir", help="data directory (data.data_dir)")
+    rec.add_argument(
+        "--notify", help="address for new-snapshot notices (receiver.notify_address; '' disables)"
+    )
+    rec.set_defaults(handler=_receive)
