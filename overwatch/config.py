@@ -111,6 +111,7 @@ class ProcessingSettings:
     ongoing_minutes: float = _bounded(5.0, ge=0)
     events_histogram: dict[str, str] = field(default_factory=_default_events_histograms)
     reset_tolerance: float = _bounded(1e-6, ge=0)
+    cache_fsync: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class WebSettings:
     port: int = _bounded(8850, ge=1, le=65535)
     secret_key_file: str = "data/.secret_key"
     login_attempts_per_minute: int = _bounded(10, gt=0)
+    secure_cookies: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,24 @@ class SimulatorSettings:
     interval: float = _bounded(1.0, gt=0)
 
 
+def _default_raise_on() -> list[str]:
+    return ["Bad"]
+
+
+@dataclass(frozen=True)
+class AlarmSettings:
+    """Which check qualities raise alarms and where their notifications go."""
+
+    raise_on: list[str] = field(default_factory=_default_raise_on)
+    renotify_minutes: float = _bounded(30.0, gt=0)
+    smtp_host: str = ""
+    smtp_port: int = _bounded(25, ge=1, le=65535)
+    mail_from: str = "overwatch@localhost"
+    mail_to: list[str] = field(default_factory=list)
+    webhook_url: str = ""
+    retry_attempts: int = _bounded(5, ge=1)
+
+
 @dataclass(frozen=True)
 class Settings:
     """All settings of one Overwatch process; one attribute per YAML section."""
@@ -150,6 +170,7 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     status: StatusSettings = field(default_factory=StatusSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
+    alarms: AlarmSettings = field(default_factory=AlarmSettings)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain nested dicts (deep copies), e.g. to show the effective settings or dump YAML."""

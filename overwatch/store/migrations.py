@@ -11,12 +11,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from BTrees.IOBTree import IOBTree
+from BTrees.OOBTree import OOBTree
+
 from overwatch.store.models import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
 #: version -> function upgrading a root of that version to version + 1.
 STEPS: dict[int, Callable[[object], None]] = {}
+
+
+def _add_alarm_containers(root) -> None:
+    """Schema 1 -> 2: alarms and the last quality of every check (for transitions)."""
+    if not hasattr(root, "alarms"):
+        root.alarms = IOBTree()
+    if not hasattr(root, "check_states"):
+        root.check_states = OOBTree()
+
+
+STEPS[1] = _add_alarm_containers
 
 
 class SchemaTooNewError(RuntimeError):
@@ -34,7 +48,9 @@ def upgrade(root) -> None:
     while version < SCHEMA_VERSION:
         step = STEPS.get(version)
         if step is None:
-            raise SchemaTooNewError(f"no migration from schema {version}; run `overwatch db rebuild`")
+            raise SchemaTooNewError(
+                f"no migration from schema {version}; run `overwatch db rebuild`"
+            )
         log.info("migrating database schema %d -> %d", version, version + 1)
         step(root)
         version += 1

@@ -20,7 +20,7 @@ from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 
 #: Bump when the shape of stored data changes; add a step to ``migrations``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 ROOT_KEY = "overwatch"
 
@@ -34,6 +34,9 @@ class OverwatchRoot(Persistent):
         self.users = OOBTree()  # user name -> User
         self.receivers = OOBTree()  # subsystem -> ReceiverStatus
         self.processing = ProcessingStatus()
+        self.alarms = IOBTree()  # alarm id -> Alarm (schema 2)
+        # (run, subsystem, check, histogram path, trend or "") -> CheckState (schema 2)
+        self.check_states = OOBTree()
 
 
 class ProcessingStatus(Persistent):
@@ -95,6 +98,10 @@ class Subsystem(Persistent):
 
 class SnapshotRecord(Persistent):
     """One cumulative snapshot file that processing has read."""
+
+    #: Histograms whose counter reset at this snapshot (processing sets it; class default
+    #: so records written before the attribute existed read as 0).
+    resets = 0
 
     def __init__(
         self,
@@ -177,3 +184,55 @@ class User(Persistent):
         self.password_hash = password_hash
         self.token_hashes = PersistentList()
         self.created = time.time()
+
+
+class Alarm(Persistent):
+    """A check that went to a raising quality (Bad, or Medium if configured).
+
+    Qualities are stored as their names ("Bad"), not as enum objects, so the
+    database never depends on a class of the code. ``trend`` is "" for a check
+    of the histogram itself. ``cleared_at`` is set when the check came back.
+    """
+
+    def __init__(
+        self,
+        alarm_id: int,
+        time: float,
+        run: int,
+        subsystem: str,
+        check: str,
+        path: str,
+        trend: str,
+        group: str,
+        quality: str,
+        message: str,
+    ) -> None:
+        self.id = alarm_id
+        self.time = time
+        self.run = run
+        self.subsystem = subsystem
+        self.check = check
+        self.path = path
+        self.trend = trend
+        self.group = group
+        self.quality = quality
+        self.message = message
+        self.acknowledged_by = ""
+        self.acknowledged_at = 0.0
+        self.cleared_at = 0.0
+        self.last_notified = 0.0
+        self.notifications = 0
+
+    @property
+    def active(self) -> bool:
+        return not self.cleared_at
+
+
+class CheckState(Persistent):
+    """Last non-Null quality of one check on one target, to raise alarms on transitions only."""
+
+    def __init__(self, quality: str, since: float) -> None:
+        self.quality = quality
+        self.since = since  # when the check reached this quality
+        self.alarm_id = 0  # the open alarm of this target (0: none)
+        self.last_notified = 0.0  # last notification for this target, across alarms

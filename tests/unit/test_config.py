@@ -79,12 +79,10 @@ def test_settings_are_frozen_and_to_dict_is_plain() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.web.port = 1  # type: ignore[misc]
     as_dict = settings.to_dict()
-    assert as_dict["web"] == {
-        "host": "127.0.0.1",
-        "port": 8850,
-        "secret_key_file": "data/.secret_key",
-        "login_attempts_per_minute": 10,
-    }
+    assert type(as_dict["web"]) is dict
+    assert as_dict["web"]["host"] == "127.0.0.1"
+    assert as_dict["web"]["port"] == 8850
+    assert set(as_dict["web"]) == {f.name for f in dataclasses.fields(settings.web)}
     as_dict["processing"]["events_histogram"]["XYZ"] = "x"
     assert "XYZ" not in settings.processing.events_histogram
 
