@@ -1,0 +1,255 @@
+"""`overwatch demo`: the whole system on simulated detectors, in one command.
+
+It renders ``docker/supervisord.conf.template`` into a fresh data directory and
+runs supervisord, which starts the real processes of a deployment: a ZEO
+server, the simulator (EMC, TPC, HLT), one receiver per subsystem, processing
+and the web app. A login is created for the demo and printed with the URL.
+Ctrl-C (or ``--duration``) stops everything through supervisord.
+
+With ``--duration`` the demo also checks itself before stopping, so it doubles
+as a smoke test: every subsystem must have snapshots, slices and histograms
+served as JSON, else it exits non-zero.
+
+This module only starts processes and speaks HTTP; like the rest of the core
+it imports none of the receivers, processing or webapp packages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "docker" / "supervisord.conf.template"
+SUBSYSTEMS = ("EMC", "TPC", "HLT")
+DEMO_USER = "demo"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class DemoPlan:
+    data_dir: Path
+    bin_dir: Path
+    web_port: int
+    run: int
+    interval: float
+    zeo_port: int
+    sim_port: int
+    notify_port: int
+
+    @property
+    def db_uri(self) -> str:
+        return f"zeo://127.0.0.1:{self.zeo_port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "supervisord.conf"
+
+    def render(self) -> str:
+        return TEMPLATE.read_text().format(
+            data_dir=self.data_dir,
+            bin=self.bin_dir,
+            zeo_port=self.zeo_port,
+            sim_port=self.sim_port,
+            web_port=self.web_port,
+            notify_port=self.notify_port,
+            run=self.run,
+            interval=self.interval,
+            logs=self.data_dir / "logs",
+        )
+
+
+def _wait_for(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise TimeoutError(f"{what} did not come up within {timeout:.0f} s")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _overwatch(plan: DemoPlan, *args: str, stdin: str | None = None) -> str:
+    env = {**os.environ, "OVERWATCH_WEB__SECRET_KEY_FILE": str(plan.data_dir / ".secret_key")}
+    done = subprocess.run(
+        [str(plan.bin_dir / "overwatch"), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"overwatch {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def _get_json(plan: DemoPlan, path: str, token: str) -> object:
+    request = urllib.request.Request(plan.url + path, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def check_served(plan: DemoPlan, token: str) -> dict[str, dict[str, int]]:
+    """Per subsystem: snapshots, slices and histograms served as JSROOT JSON."""
+    summary: dict[str, dict[str, int]] = {}
+    runs = _get_json(plan, "/api/runs", token)["runs"]
+    run = next(r for r in runs if r["run"] == plan.run)
+    detail = _get_json(plan, f"/api/runs/{plan.run}", token)
+    for subsystem in SUBSYSTEMS:
+        info = detail["subsystems"].get(subsystem, {})
+        listing = _get_json(plan, f"/api/runs/{plan.run}/{subsystem}/histograms", token)
+        served = 0
+        for item in listing["histograms"][:5]:
+            quoted = "/".join(urllib.parse.quote(part, safe="") for part in item["path"].split("/"))
+            for view in ("cumulative", "latest"):
+                obj = _get_json(
+                    plan, f"/api/runs/{plan.run}/{subsystem}/histograms/{quoted}?slice={view}", token
+                )
+                served += int(obj.get("_typename", "").startswith(("TH", "TProfile")))
+        summary[subsystem] = {
+            "snapshots": int(info.get("snapshots", 0)),
+            "slices": int(info.get("slices", 0)),
+            "histograms": len(listing["histograms"]),
+            "json_served": served,
+        }
+    del run
+    return summary
+
+
+def run_demo(
+    data_dir: Path,
+    *,
+    web_port: int = 8850,
+    duration: float | None = None,
+    run: int = 1,
+    interval: float = 2.0,
+    keep: bool = False,
+) -> int:
+    """Start everything, print the URL and a login, run until Ctrl-C or ``duration``."""
+    data_dir = data_dir.resolve()
+    if data_dir.exists() and not keep:
+        shutil.rmtree(data_dir)
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    plan = DemoPlan(
+        data_dir=data_dir,
+        bin_dir=Path(sys.executable).parent,
+        web_port=web_port,
+        run=run,
+        interval=interval,
+        zeo_port=free_port(),
+        sim_port=free_port(),
+        notify_port=free_port(),
+    )
+    if _port_open(web_port):
+        print(f"port {web_port} is already in use; choose another with --port", file=sys.stderr)
+        return 2
+    plan.config_path.write_text(plan.render())
+    supervisor = subprocess.Popen(
+        [str(plan.bin_dir / "supervisord"), "-c", str(plan.config_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    stop_requested = False
+
+    def request_stop(*_args) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        _wait_for(lambda: _port_open(plan.zeo_port), 60, "the ZEO server")
+        password = secrets.token_urlsafe(12)
+        _overwatch(plan, "users", "add", DEMO_USER, "--db", plan.db_uri, "--password-stdin",
+                   stdin=password + "\n")  # fmt: skip
+        token = _overwatch(plan, "users", "token", DEMO_USER, "--db", plan.db_uri)
+        _wait_for(lambda: _port_open(web_port), 90, "the web app")
+        print(f"Overwatch demo running at {plan.url}/", flush=True)
+        print(f"  login: {DEMO_USER}   password: {password}", flush=True)
+        print(f"  logs:  {data_dir / 'logs'}   (Ctrl-C stops everything)", flush=True)
+        deadline = time.monotonic() + duration if duration else None
+        while not stop_requested and (deadline is None or time.monotonic() < deadline):
+            if supervisor.poll() is not None:
+                print("supervisord stopped unexpectedly; see the logs", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        if duration:
+            return _report(plan, token)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        print("stopping the demo ...", flush=True)
+        _stop(plan, supervisor)
+
+
+def _report(plan: DemoPlan, token: str) -> int:
+    try:
+        summary = check_served(plan, token)
+    except (urllib.error.URLError, KeyError, StopIteration, ValueError) as error:
+        print(f"demo check failed: {error!r}", file=sys.stderr)
+        return 1
+    ok = True
+    for subsystem, figures in summary.items():
+        line = ", ".join(f"{k} {v}" for k, v in figures.items())
+        print(f"{subsystem}: {line}", flush=True)
+        ok &= figures["snapshots"] > 0 and figures["slices"] > 0 and figures["json_served"] > 0
+    print("demo check: " + ("all subsystems served" if ok else "FAILED"), flush=True)
+    return 0 if ok else 1
+
+
+def _stop(plan: DemoPlan, supervisor: subprocess.Popen) -> None:
+    if supervisor.poll() is None:
+        supervisor.send_signal(signal.SIGTERM)  # supervisord stops its programs in reverse priority
+        try:
+            supervisor.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(supervisor.pid, signal.SIGKILL)
+            supervisor.wait()
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("demo", help="run the whole system on simulated detectors")
+    parser.add_argument("--data-dir", type=Path, default=Path("demo-data"))
+    parser.add_argument("--port", type=int, default=8850, help="web port (default 8850)")
+    parser.add_argument("--duration", type=float, help="stop after SECONDS and check the result")
+    parser.add_argument("--run", type=int, default=1, help="simulated run number")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between snapshots")
+    parser.set_defaults(
+        handler=lambda args: run_demo(
+            args.data_dir,
+            web_port=args.port,
+            duration=args.duration,
+            run=args.run,
+            interval=args.interval,
+        )
+    )
