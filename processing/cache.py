@@ -1,0 +1,208 @@
+"""The array cache: what processing read from each snapshot, kept as flat numpy buffers.
+
+Why: a snapshot is deserialised with uproot exactly once. Every later question
+(a time slice, the cumulative for the web page, an export) is answered from
+these arrays, so a slice of 500 histograms costs two ``mmap`` and one numpy
+subtraction instead of two ROOT reads.
+
+On disk, under ``DataDir.cache_dir(run, subsystem)``::
+
+    layout-<hash>.json                      shapes, axes, titles, flags of every histogram
+    <SYS>hists.<time>.<hash>.npy            one float64 buffer per snapshot
+
+The ``.npy`` holds the *effective* cumulative content: what the sender sent plus
+the offsets carried over from earlier counter-reset segments (see
+``processing.resets``), so ``eff(t1) - eff(t0)`` is a valid slice across any reset.
+When some histogram carries a non-zero offset the array has shape ``(2, n)``:
+row 0 the effective content, row 1 the offsets (needed to continue the chain
+after a restart and to recover the raw content, ``eff - offsets``, without
+re-reading ROOT). Otherwise its shape is ``(n,)``.
+
+Within the buffer each histogram owns one contiguous block
+``[values][sumw2?][bin_entries?][bin_sumw2?][entries][stats...]`` (arrays with
+flow bins, in ROOT's ``fArray`` order). Blocks rather than one array per
+quantity: a request for one histogram then touches one contiguous range of
+the ``mmap``, and building a :class:`Histogram` is a handful of views. Every
+quantity is additive (ROOT's running sums ``fTsumw...`` included), so one
+vectorised subtraction of two buffers of the same layout is the whole slice.
+
+The layout is named by a hash of its content, so snapshots with the same set of
+histograms share one JSON file, and a cache file's name says which layout it
+uses. Writes are atomic (temporary file + rename); fsync is optional
+(``processing.cache_fsync``, default off): the cache is derived data, rebuilt
+from the snapshots by ``overwatch db rebuild`` when lost. Measured cost of the
+fsync: about 2 ms per 1.6 MB cache file (500 histograms) on a virtual disk,
+against about 400 ms for the uproot read of the snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from overwatch.store.layout import DataDir, fsync_directory
+from processing.cache_layout import (  # noqa: F401 - re-exported: the cache's vocabulary
+    _LAYOUTS,
+    AxisSpec,
+    Entry,
+    Layout,
+    LayoutError,
+    remember_layout,
+)
+
+log = logging.getLogger(__name__)
+
+LAYOUT_PREFIX = "layout-"
+CACHE_SUFFIX = ".npy"
+
+
+class CacheError(RuntimeError):
+    """A cache file or layout is missing or does not match (rebuild it from the snapshot)."""
+
+
+@dataclass
+class CachedSnapshot:
+    """The effective cumulative of one snapshot (``off`` None when all offsets are zero)."""
+
+    timestamp: float
+    layout: Layout
+    eff: np.ndarray
+    off: np.ndarray | None = None
+
+    def raw(self) -> np.ndarray:
+        """What the sender sent: the effective content minus the carried offsets."""
+        return np.array(self.eff) if self.off is None else self.eff - self.off
+
+
+def cache_name(stem: str, layout_hash: str) -> str:
+    return f"{stem}.{layout_hash}{CACHE_SUFFIX}"
+
+
+def split_cache_name(name: str) -> tuple[str, str] | None:
+    """(snapshot stem, layout hash) of a cache file name, None for anything else."""
+    if not name.endswith(CACHE_SUFFIX) or name.startswith("."):
+        return None
+    stem, _, layout_hash = name[: -len(CACHE_SUFFIX)].rpartition(".")
+    return (stem, layout_hash) if stem and layout_hash else None
+
+
+class ArrayCache:
+    """Reads and writes the cache files of one data directory."""
+
+    def __init__(self, data_dir: str | Path, *, fsync: bool = False) -> None:
+        self.data = DataDir(data_dir)
+        self.fsync = fsync
+        self._layout_files: set[Path] = set()
+
+    def directory(self, run: int, subsystem: str) -> Path:
+        return self.data.cache_dir(run, subsystem)
+
+    def relative(self, run: int, subsystem: str, name: str) -> str:
+        return f"cache/Run{run}/{subsystem}/{name}"
+
+    # -- layouts -------------------------------------------------------------------
+    def layout(self, run: int, subsystem: str, layout_hash: str) -> Layout:
+        known = _LAYOUTS.get(layout_hash)
+        if known is not None:
+            return known
+        path = self.directory(run, subsystem) / f"{LAYOUT_PREFIX}{layout_hash}.json"
+        try:
+            layout = Layout.from_json(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as error:
+            raise CacheError(f"layout file {path} is missing") from error
+        except (LayoutError, ValueError, KeyError, TypeError) as error:
+            raise CacheError(f"layout file {path} is damaged: {error}") from error
+        if layout.hash != layout_hash:
+            raise CacheError(f"layout file {path} holds layout {layout.hash}")
+        return remember_layout(layout)
+
+    def _write_layout(self, directory: Path, layout: Layout) -> None:
+        path = directory / f"{LAYOUT_PREFIX}{layout.hash}.json"
+        if path in self._layout_files or path.exists():
+            self._layout_files.add(path)
+            return
+        _atomic_save(path, layout.to_json().encode(), self.fsync)
+        self._layout_files.add(path)
+
+    # -- snapshots -------------------------------------------------------------------
+    def write(
+        self, run: int, subsystem: str, stem: str, layout: Layout, eff: np.ndarray, off=None
+    ) -> str:
+        """Store a snapshot's effective cumulative; returns its path relative to the data dir."""
+        directory = self.directory(run, subsystem)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._write_layout(directory, layout)
+        remember_layout(layout)
+        name = cache_name(stem, layout.hash)
+        array = eff if off is None else np.stack([eff, off])
+        _atomic_save(directory / name, array, self.fsync)
+        for other in directory.glob(f"{stem}.*{CACHE_SUFFIX}"):
+            if other.name != name:  # an earlier layout of the same snapshot: stale
+                other.unlink(missing_ok=True)
+        return self.relative(run, subsystem, name)
+
+    def load(self, run: int, subsystem: str, name: str, timestamp: float = 0.0) -> CachedSnapshot:
+        """Map a cache file (by file name or data-dir-relative path) read-only."""
+        name = Path(name).name
+        split = split_cache_name(name)
+        if split is None:
+            raise CacheError(f"{name!r} is not a cache file name")
+        layout = self.layout(run, subsystem, split[1])
+        path = self.directory(run, subsystem) / name
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError as error:
+            raise CacheError(f"cache file {path} is missing") from error
+        except (ValueError, OSError) as error:
+            raise CacheError(f"cache file {path} is damaged: {error}") from error
+        if array.dtype != np.float64 or array.shape[-1] != layout.size or array.ndim > 2:
+            raise CacheError(f"cache file {path} does not match layout {layout.hash}")
+        if array.ndim == 2:
+            return CachedSnapshot(timestamp, layout, array[0], array[1])
+        return CachedSnapshot(timestamp, layout, array)
+
+    def listing(self, run: int, subsystem: str) -> dict[str, str]:
+        """Snapshot stem -> cache file name, for the files present on disk."""
+        directory = self.directory(run, subsystem)
+        result: dict[str, str] = {}
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return result
+        for name in names:
+            split = split_cache_name(name)
+            if split is not None:
+                result[split[0]] = name
+        return result
+
+    def remove_temporary(self, run: int, subsystem: str) -> int:
+        """Delete temporary files left by an interrupted write (only processing writes here)."""
+        removed = 0
+        for path in self.directory(run, subsystem).glob(".*.tmp"):
+            path.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+
+def _atomic_save(path: Path, data: np.ndarray | bytes, fsync: bool) -> None:
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            if isinstance(data, bytes):
+                stream.write(data)
+            else:
+                np.lib.format.write_array(stream, np.ascontiguousarray(data), allow_pickle=False)
+            if fsync:
+                stream.flush()
+                os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    if fsync:
+        fsync_directory(path.parent)

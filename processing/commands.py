@@ -1,0 +1,195 @@
+"""``overwatch process``, ``overwatch slice`` and ``overwatch db rebuild``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from overwatch.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+def _settings(args: argparse.Namespace) -> Settings | None:
+    try:
+        return load_settings(args.config)
+    except ConfigError as error:
+        print(f"overwatch: {error}", file=sys.stderr)
+        return None
+
+
+def _open(args: argparse.Namespace, settings: Settings):
+    from overwatch.store.db import open_db
+
+    return open_db(args.db or settings.database.uri)
+
+
+def _error(command: str, error: BaseException) -> int:
+    message = error.args[0] if isinstance(error, LookupError) and error.args else str(error)
+    print(f"overwatch {command}: {message}", file=sys.stderr)
+    return 2
+
+
+def _process(args: argparse.Namespace) -> int:
+    from processing.pipeline import Pipeline
+    from processing.scheduler import ProcessingService
+
+    settings = _settings(args)
+    if settings is None:
+        return 2
+    data_dir = args.data_dir or settings.data.data_dir
+    try:
+        db = _open(args, settings)
+    except Exception as error:  # a wrong URI or an unreachable server: say which
+        return _error("process", error)
+    try:
+        pipeline = Pipeline(data_dir, db, settings.processing)
+        if args.once:
+            report = pipeline.run_until_idle()
+            print(f"processed {report.processed} snapshots, {report.bad} bad", flush=True)
+            for failure in report.failed:
+                print(f"failed: {failure}", file=sys.stderr)
+            return 1 if report.failed else 0
+        if not args.verbose:  # one line per scheduled run is noise; our passes log their work
+            logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        stop = threading.Event()
+
+        def handler(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+            log.info("signal %d: stopping after the pass in hand", signum)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+        try:
+            service = ProcessingService(
+                pipeline, settings.processing.interval, settings.receiver.notify_address
+            )
+        except Exception as error:  # e.g. the notice address is taken by another processing
+            return _error("process", error)
+        service.start()
+        print(f"processing {data_dir} (notices on {service.notify_address})", flush=True)
+        try:
+            while not stop.wait(1.0):
+                pass
+        finally:
+            service.stop()
+        return 0
+    finally:
+        db.close()
+
+
+def _slice(args: argparse.Namespace) -> int:
+    from processing.cache import CacheError
+    from processing.export import ExportError, export_slice, parse_options
+
+    settings = _settings(args)
+    if settings is None:
+        return 2
+    end: float | str = args.end
+    if end != "end":
+        try:
+            end = float(end)
+        except ValueError:
+            return _error("slice", ValueError(f"--end {args.end!r}: give minutes or 'end'"))
+    try:
+        options = parse_options(args.option)
+        db = _open(args, settings)
+    except Exception as error:
+        return _error("slice", error)
+    try:
+        result = export_slice(
+            args.data_dir or settings.data.data_dir,
+            db,
+            args.run,
+            args.subsystem,
+            args.start,
+            end,
+            args.output,
+            options,
+        )
+    except (LookupError, ExportError, ValueError, OSError, CacheError) as error:
+        return _error("slice", error)
+    finally:
+        db.close()
+    print(f"wrote {result.n_histograms} histograms to {result.path}", flush=True)
+    if result.left_out:
+        print(f"left out (binning changed): {', '.join(result.left_out)}", file=sys.stderr)
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from processing.rebuild import rebuild
+
+    settings = _settings(args)
+    if settings is None:
+        return 2
+    try:
+        db = _open(args, settings)
+    except Exception as error:
+        return _error("db rebuild", error)
+    try:
+        report = rebuild(
+            args.data_dir or settings.data.data_dir, db, settings.processing, reread=args.reread
+        )
+    except FileNotFoundError as error:
+        return _error("db rebuild", error)
+    finally:
+        db.close()
+    print(f"rebuilt: {report.processed} snapshots, {report.bad} bad", flush=True)
+    for failure in report.failed:
+        print(f"failed: {failure}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def _storage_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="data directory (default: data.data_dir)")
+    parser.add_argument("--db", help="storage URI, file://, zeo:// (default: database.uri)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``process``, ``slice`` and ``db rebuild`` to the ``overwatch`` command."""
+    process = subparsers.add_parser(
+        "process",
+        help="turn new snapshots into slices and metadata (scheduled, woken by receivers)",
+        description="Process every new snapshot of the data directory: array cache, snapshot "
+        "records, latest slices and run metadata. Runs every processing.interval seconds and "
+        "at once when a receiver announces a snapshot on receiver.notify_address.",
+    )
+    _storage_arguments(process)
+    process.add_argument("--once", action="store_true", help="process what is there, then exit")
+    process.set_defaults(handler=_process)
+
+    exporter = subparsers.add_parser(
+        "slice",
+        help="write a time slice of a run's subsystem as a ROOT file",
+        description="Minutes count from the run start (its earliest snapshot over all "
+        "subsystems); the interval snaps to snapshots.",
+    )
+    _storage_arguments(exporter)
+    exporter.add_argument("--run", type=int, required=True)
+    exporter.add_argument("--subsystem", required=True, help="e.g. EMC")
+    exporter.add_argument("--start", type=float, default=0.0, help="minutes (default 0)")
+    exporter.add_argument("--end", default="end", help="minutes, or 'end' (default)")
+    exporter.add_argument("-o", "--output", required=True, help="ROOT file to write")
+    exporter.add_argument(
+        "--option", action="append", metavar="KEY=VALUE", help="slice option (repeatable)"
+    )
+    exporter.set_defaults(handler=_slice)
+
+    db = subparsers.add_parser("db", help="database maintenance")
+    actions = db.add_subparsers(dest="db_command", metavar="ACTION")
+    actions.required = True
+    rebuild = actions.add_parser(
+        "rebuild",
+        help="recreate all run metadata (and lost cache files) from the snapshots on disk",
+        description="Stop `overwatch process` first. Forgets every run in the database and "
+        "processes all snapshots again; existing cache files are reused unless --reread.",
+    )
+    _storage_arguments(rebuild)
+    rebuild.add_argument(
+        "--reread", action="store_true", help="delete the array cache and read every file again"
+    )
+    rebuild.set_defaults(handler=_rebuild)

@@ -1,0 +1,162 @@
+"""Running the pipeline: an APScheduler interval job, woken early by receivers' notices.
+
+The job runs a pass every ``processing.interval`` seconds (coalescing missed
+runs, never two at once). A receiver announces each new snapshot with a
+one-frame JSON notice ``{"run", "subsystem", "path"}`` on a ZMQ PUSH socket;
+processing binds the PULL end at ``receiver.notify_address``. The listener
+thread turns a notice into ``next_run_time = now`` for the job, so a snapshot
+is processed within a second instead of an interval.
+
+A notice that arrives while a pass is running is not lost: the job keeps
+passing while notices came in during its pass (it is not re-armed meanwhile,
+which APScheduler would only refuse), and after it returns a job listener
+re-arms it if one slipped in at the very end. Notices are only hints
+(the pass scans the data directory anyway), so a dropped notice delays
+processing by at most one interval.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import UTC, datetime
+
+import zmq
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from processing.pipeline import Key, Pipeline
+
+log = logging.getLogger(__name__)
+
+JOB_ID = "process"
+
+
+class NoticeListener(threading.Thread):
+    """Binds the PULL socket receivers push notices to; calls ``on_notice(run, subsystem)``."""
+
+    def __init__(self, address: str, on_notice, *, context: zmq.Context | None = None) -> None:
+        super().__init__(name="notice-listener", daemon=True)
+        self._context = context or zmq.Context.instance()
+        self._socket = self._context.socket(zmq.PULL)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.bind(address)  # fails at once if another processing holds the address
+        self.address = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._on_notice = on_notice
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                if not self._socket.poll(200, zmq.POLLIN):
+                    continue
+                frames = self._socket.recv_multipart()
+                self._handle(frames[0])
+        finally:
+            self._socket.close(linger=0)
+
+    def _handle(self, frame: bytes) -> None:
+        try:
+            notice = json.loads(frame)
+            key = (int(notice["run"]), str(notice["subsystem"]))
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed notice: %r", frame[:200])
+            return
+        log.debug("notice: %s", notice)
+        self._on_notice(key)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+
+class ProcessingService:
+    """The scheduled pipeline plus its notice listener."""
+
+    def __init__(
+        self, pipeline: Pipeline, interval: float, notify_address: str | None = None
+    ) -> None:
+        self.pipeline = pipeline
+        self.interval = interval
+        self._hints: set[Key] = set()
+        self._lock = threading.Lock()
+        self._pending = threading.Event()
+        self._in_pass = False  # a running job re-checks _pending itself; no need to re-arm it
+        self._failed = False
+        self._scheduler = BackgroundScheduler(timezone=UTC)
+        self._scheduler.add_listener(self._after_job, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+        self._listener = NoticeListener(notify_address, self.wake) if notify_address else None
+
+    @property
+    def notify_address(self) -> str | None:
+        return self._listener.address if self._listener else None
+
+    def start(self) -> None:
+        self._scheduler.add_job(
+            self._job,
+            "interval",
+            seconds=self.interval,
+            id=JOB_ID,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+            next_run_time=datetime.now(UTC),
+        )
+        self._scheduler.start()
+        if self._listener is not None:
+            self._listener.start()
+        log.info(
+            "processing %s every %gs%s",
+            self.pipeline.data.root,
+            self.interval,
+            f", woken by notices on {self.notify_address}" if self._listener else "",
+        )
+
+    def wake(self, key: Key | None = None) -> None:
+        """Run a pass now (called by the listener thread)."""
+        with self._lock:
+            if key is not None:
+                self._hints.add(key)
+        self._pending.set()
+        if self._in_pass:
+            return
+        try:
+            self._scheduler.modify_job(JOB_ID, next_run_time=datetime.now(UTC))
+        except Exception:  # not started yet or shutting down: the next pass will see the file
+            log.debug("could not wake the processing job", exc_info=True)
+
+    def _job(self) -> None:
+        self._in_pass = True
+        try:
+            self._passes()
+        finally:
+            self._in_pass = False
+
+    def _passes(self) -> None:
+        while True:
+            self._pending.clear()
+            with self._lock:
+                hints, self._hints = self._hints, set()
+            report = self.pipeline.run_pass(hints)
+            if report.processed or report.bad or report.failed:
+                log.info(
+                    "pass: %d processed, %d bad, %d failed",
+                    report.processed,
+                    report.bad,
+                    len(report.failed),
+                )
+            self._failed = bool(report.failed)
+            if self._failed or not self._pending.is_set():
+                return  # after a failure wait for the interval instead of spinning
+
+    def _after_job(self, event) -> None:
+        # A notice that came after the job's last look at _pending but before it ended.
+        if self._pending.is_set() and not self._failed and self._scheduler.running:
+            self.wake()
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener.join(timeout=5)
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)

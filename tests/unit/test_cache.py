@@ -1,0 +1,155 @@
+"""The array cache: layouts, flat buffers, atomic files, and the one-read encoder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from overwatch import rootio
+from overwatch.histogram import Axis, Histogram
+from overwatch.rootio import RootFileError
+from processing.cache import ArrayCache, CacheError, Layout, LayoutError, split_cache_name
+from processing.encode import SnapshotEncoder
+from tests.processing_helpers import SAMPLES
+
+
+def every_class() -> list[Histogram]:
+    """One filled histogram of each kind the cache must keep exactly."""
+    rng = np.random.default_rng(7)
+    labels = Axis.regular(3, 0, 3, title="trigger", labels={1: "MB", 2: "EMC", 3: "DCal"})
+    made = [
+        Histogram.empty("dir/sub dir/h1f", [Axis.regular(20, -1, 1, title="x")], "TH1F"),
+        Histogram.empty("h1d", [Axis.from_edges([0, 1, 3, 7, 15])], "TH1D", weighted=True),
+        Histogram.empty("h1i", [labels], "TH1I"),
+        Histogram.empty("h2f", [Axis.regular(6, 0, 1), Axis.regular(4, 0, 1)], "TH2F"),
+        Histogram.empty("h3d", [Axis.regular(3, 0, 1)] * 3, "TH3D"),
+        Histogram.empty("prof", [Axis.regular(5, 0, 1)], "TProfile"),
+        Histogram.empty("prof2", [Axis.regular(4, 0, 1), Axis.regular(3, 0, 1)], "TProfile2D"),
+    ]
+    for h in made:
+        coords = [rng.uniform(-0.2, 1.2, 200) for _ in h.axes]
+        if h.is_profile:
+            h.fill(*coords, y=rng.normal(size=200), weights=rng.uniform(0.5, 2, 200))
+        elif h.class_name == "TH1D":
+            h.fill(rng.uniform(0, 16, 200), weights=rng.uniform(0.5, 2, 200))
+        elif h.class_name == "TH1I":
+            h.fill(rng.uniform(0, 3, 200))
+        else:
+            h.fill(*coords)
+        h.title = f"title of {h.name}"
+    return made
+
+
+def test_layout_round_trips_every_class_exactly() -> None:
+    histograms = every_class()
+    layout = Layout.of(histograms)
+    buffer = layout.pack(histograms)
+    again = Layout.from_json(layout.to_json())
+    assert again.hash == layout.hash and again.size == layout.size == len(buffer)
+    for h in histograms:
+        back = again.histogram(buffer, h.name)
+        assert back.class_name == h.class_name and back.title == h.title
+        assert back.same_binning(h)
+        assert [a.labels for a in back.axes] == [a.labels for a in h.axes]
+        assert [a.variable for a in back.axes] == [a.variable for a in h.axes]
+        for name in ("values", "sumw2", "bin_entries", "bin_sumw2"):
+            mine, theirs = getattr(back, name), getattr(h, name)
+            assert (mine is None) == (theirs is None), name
+            if mine is not None:
+                np.testing.assert_array_equal(mine, theirs)
+        assert back.entries == h.entries and back.stats == h.stats
+
+
+def test_layout_hash_depends_on_description_not_numbers() -> None:
+    histograms = every_class()
+    first = Layout.of(histograms)
+    histograms[0].fill(np.array([0.5]))
+    assert Layout.of(histograms).hash == first.hash
+    histograms[0].title = "another title"
+    assert Layout.of(histograms).hash != first.hash
+
+
+def test_cache_files_are_written_atomically_and_read_back(tmp_path) -> None:
+    histograms = every_class()
+    layout = Layout.of(histograms)
+    eff = layout.pack(histograms)
+    cache = ArrayCache(tmp_path)
+    relative = cache.write(3, "EMC", "EMChists.2026_01_01_00_00_00", layout, eff)
+    assert relative.startswith("cache/Run3/EMC/") and (tmp_path / relative).is_file()
+    assert split_cache_name(relative.rsplit("/", 1)[1]) == (
+        "EMChists.2026_01_01_00_00_00",
+        layout.hash,
+    )
+    state = cache.load(3, "EMC", relative)
+    np.testing.assert_array_equal(state.eff, eff)
+    assert state.off is None and not state.eff.flags.writeable  # a read-only mmap
+
+    offsets = np.arange(layout.size, dtype=np.float64)
+    cache.write(3, "EMC", "EMChists.2026_01_01_00_01_00", layout, eff + offsets, offsets)
+    with_offsets = cache.load(3, "EMC", f"EMChists.2026_01_01_00_01_00.{layout.hash}.npy")
+    np.testing.assert_array_equal(with_offsets.off, offsets)
+    np.testing.assert_allclose(with_offsets.raw(), eff, rtol=1e-12)  # eff - off: rounding only
+    assert sorted(cache.listing(3, "EMC")) == [
+        "EMChists.2026_01_01_00_00_00",
+        "EMChists.2026_01_01_00_01_00",
+    ]
+    assert not list(cache.directory(3, "EMC").glob(".*"))  # no temporary file left behind
+
+
+def test_damaged_or_missing_cache_files_raise_cache_error(tmp_path) -> None:
+    histograms = every_class()
+    layout = Layout.of(histograms)
+    cache = ArrayCache(tmp_path)
+    relative = cache.write(
+        1, "EMC", "EMChists.2026_01_01_00_00_00", layout, layout.pack(histograms)
+    )
+    path = tmp_path / relative
+    path.write_bytes(path.read_bytes()[:100])  # truncated by someone else
+    with pytest.raises(CacheError, match="damaged|does not match"):
+        cache.load(1, "EMC", relative)
+    with pytest.raises(CacheError, match="missing"):
+        cache.load(1, "EMC", "EMChists.2026_01_01_00_09_00.0123456789abcdef.npy")
+    layout_file = cache.directory(1, "EMC") / f"layout-{layout.hash}.json"
+    text = json.loads(layout_file.read_text())
+    text["histograms"][0]["title"] = "tampered"
+    with pytest.raises(LayoutError, match="does not match its hash"):
+        Layout.from_json(json.dumps(text))
+
+
+def test_remove_temporary_cleans_interrupted_writes(tmp_path) -> None:
+    cache = ArrayCache(tmp_path)
+    directory = cache.directory(2, "TPC")
+    directory.mkdir(parents=True)
+    (directory / ".TPChists.2026_01_01_00_00_00.abc.npy.x1.tmp").write_bytes(b"half")
+    assert cache.remove_temporary(2, "TPC") == 1
+    assert list(directory.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SAMPLES.glob("*.root")))
+def test_encoder_equals_reference_conversion_on_real_files(name: str) -> None:
+    """The fast path (known signatures) gives exactly what rootio.read_histograms gives."""
+    path = SAMPLES / name
+    reference = rootio.read_histograms(path)
+    encoder = SnapshotEncoder()
+    first, second = encoder.read(path), encoder.read(path)  # second read: fast path
+    histograms = list(reference.histograms.values())
+    expected = Layout.of(histograms)
+    assert first.layout.hash == second.layout.hash == expected.hash
+    packed = expected.pack(histograms)
+    np.testing.assert_array_equal(first.raw, packed)
+    np.testing.assert_array_equal(second.raw, packed)
+    assert {s.path for s in first.skipped} == {s.path for s in reference.skipped}
+
+
+def test_encoder_refuses_truncated_and_foreign_files(tmp_path) -> None:
+    data = (SAMPLES / "uproot-hepdata-example.root").read_bytes()
+    truncated = tmp_path / "truncated.root"
+    truncated.write_bytes(data[: len(data) // 2])
+    garbage = tmp_path / "garbage.root"
+    garbage.write_bytes(b"this is not a ROOT file at all" * 10)
+    encoder = SnapshotEncoder()
+    for path in (truncated, garbage):
+        with pytest.raises(RootFileError):
+            encoder.read(path)
