@@ -1,0 +1,180 @@
+"""The Flask application factory.
+
+``create_app(settings)`` builds the app from Overwatch settings; tests pass
+overrides (``db=``, ``data_dir=``, ``secret_key=``). Blueprints, one per area:
+``auth`` (login/logout), ``pages`` (run list, run and histogram pages),
+``api`` (JSON), ``status`` (data-path health) and ``download`` (snapshot files).
+Nothing here opens the database: the first request of each process does
+(see :mod:`webapp.context`), which keeps the app safe to build before a fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import ZODB
+from flask import Flask, Response, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from overwatch.config import Settings, load_settings
+from webapp import api, auth, download, pages, queries, status
+from webapp.context import EXTENSION, Resources, close_connection
+from webapp.http import OverwatchFlask, compress, json_error
+from webapp.security import load_secret_key
+
+log = logging.getLogger(__name__)
+
+PARTIAL_HEADER = "X-Overwatch-Partial"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data: blob:; font-src 'self' data:; "
+        "style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; "
+        "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    ),
+}
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: ZODB.DB | None = None,
+    data_dir: str | Path | None = None,
+    secret_key: str | None = None,
+    testing: bool = False,
+) -> Flask:
+    """Build the web app; ``db``/``data_dir``/``secret_key`` override the settings (tests)."""
+    settings = settings if settings is not None else load_settings()
+    app = OverwatchFlask(__name__, static_folder="static", template_folder="templates")
+    app.url_map.merge_slashes = False  # "a//b" is refused as a path, not silently redirected
+    app.config.update(
+        SECRET_KEY=secret_key or load_secret_key(settings.web.secret_key_file),
+        SESSION_COOKIE_NAME="overwatch_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.web.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),  # one shift
+        MAX_CONTENT_LENGTH=64 * 1024,  # forms only; nothing large is ever posted
+        TESTING=testing,
+    )
+    app.extensions[EXTENSION] = Resources(settings, db=db, data_dir=data_dir)
+    app.teardown_appcontext(close_connection)
+
+    auth.init_app(app)
+    for blueprint in (pages.bp, api.bp, status.bp, download.bp):
+        app.register_blueprint(blueprint)
+    app.after_request(_finish)
+    _register_errors(app)
+    _register_template_helpers(app)
+    return app
+
+
+def _finish(response: Response) -> Response:
+    headers = response.headers
+    if response.mimetype == "text/html":
+        for name, value in SECURITY_HEADERS.items():
+            headers.setdefault(name, value)
+        response.vary.add(PARTIAL_HEADER)
+        headers.setdefault("Cache-Control", "no-store")
+    else:  # JSON, files: nothing renders them, but no browser may guess another type
+        headers["X-Content-Type-Options"] = "nosniff"
+    return compress(response)
+
+
+def _error(message: str, status: int) -> Response:
+    if auth.wants_json():
+        return json_error(message, status)
+    html = render_template("error.html", message=message, status=status)
+    return Response(html, status=status)
+
+
+def _register_errors(app: Flask) -> None:
+    from processing.slices import UnknownHistogram, UnknownRun, UnknownSubsystem
+
+    for missing in (queries.NotFound, UnknownRun, UnknownSubsystem, UnknownHistogram):
+
+        @app.errorhandler(missing)
+        def not_found(error: LookupError) -> Response:
+            return _error(str(error), 404)
+
+    @app.errorhandler(queries.BadRequest)
+    def bad_request(error: queries.BadRequest) -> Response:
+        return _error(str(error), 400)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        message = error.description or error.name
+        if error.code == 404 and "requested URL was not found" in message:
+            message = f"nothing at {request.path}"
+        elif error.code == 405:
+            message = f"{request.method} is not allowed on {request.path}"
+        response = _error(message, error.code or 500)
+        if error.code == 405 and hasattr(error, "valid_methods") and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        if _is_disconnected(error):
+            log.warning("database unreachable while serving %s: %s", request.path, error)
+            return _error("the database is unreachable; try again in a moment", 503)
+        log.exception("error while serving %s", request.path)
+        return _error("internal error; the server log has the details", 500)
+
+
+def _is_disconnected(error: Exception) -> bool:
+    try:
+        from ZEO.Exceptions import ClientDisconnected
+    except ImportError:
+        return False
+    return isinstance(error, ClientDisconnected)
+
+
+def _register_template_helpers(app: Flask) -> None:
+    @app.context_processor
+    def layout() -> dict:
+        partial = request.headers.get(PARTIAL_HEADER) == "1"
+        return {"layout": "partial.html" if partial else "base.html"}
+
+    @app.template_filter("utc")
+    def utc(timestamp: float | None) -> str:
+        if not timestamp:
+            return "–"
+        return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    @app.template_filter("age")
+    def age(seconds: float | None) -> str:
+        return format_age(seconds)
+
+    @app.template_filter("since")
+    def since(timestamp: float | None) -> str:
+        return format_age(time.time() - timestamp if timestamp else None)
+
+    @app.template_filter("filesize")
+    def filesize(size: float | None) -> str:
+        if size is None:
+            return "–"
+        for unit in ("B", "kB", "MB", "GB", "TB"):
+            if abs(size) < 1000 or unit == "TB":
+                return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            size /= 1000
+        return ""
+
+
+def format_age(seconds: float | None) -> str:
+    """A short human duration: "12 s", "5 min", "3.2 h", "2 d"."""
+    if seconds is None:
+        return "never"
+    seconds = max(0.0, float(seconds))
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} d"

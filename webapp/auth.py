@@ -1,0 +1,188 @@
+"""Login, logout, and the checks every request goes through.
+
+Every endpoint needs a signed-in user (session cookie) or an API token
+(``Authorization: Bearer <token>``), except the few in
+:data:`PUBLIC_ENDPOINTS`. The check runs before every request instead of as a
+decorator on each view, so a new route is protected without anyone thinking
+of it (a test walks the URL map to prove it). Without credentials the API
+answers 401 JSON and pages redirect to the login form.
+
+Every form POST carries a per-session CSRF token in a hidden field; a POST
+without the right token is refused with 400. Requests authenticated by a
+bearer token are exempt: browsers never attach that header on their own.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import (
+    Blueprint,
+    Response,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.sessions import SecureCookieSessionInterface
+
+from webapp.context import overwatch, resources
+from webapp.http import json_error
+from webapp.security import (
+    new_csrf_token,
+    password_fingerprint,
+    same_token,
+    token_hash,
+    verify_password,
+)
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("auth", __name__)
+
+#: Endpoints anyone may reach: the login form, the health check, static files.
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "api.healthz", "static"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+LOGIN_FAILED = "Invalid user name or password."
+TOO_MANY = "Too many failed login attempts. Wait a minute, then try again."
+CSRF_FAILED = "The form has expired or did not come from this site. Reload the page and try again."
+
+
+def csrf_token() -> str:
+    """This session's CSRF token (created on first use); templates put it in every form."""
+    token = session.get("csrf")
+    if not token:
+        token = session["csrf"] = new_csrf_token()
+    return token
+
+
+def _bearer_token() -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def wants_json() -> bool:
+    if request.path.startswith("/api/") or "Authorization" in request.headers:
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def unauthorized() -> Response:
+    if wants_json():
+        response = json_error("authentication required: sign in or send an API token", 401)
+        response.headers["WWW-Authenticate"] = 'Bearer realm="overwatch"'
+        return response
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+def authenticate() -> Response | None:
+    """before_request: find the user from a token or the session; refuse if none."""
+    g.user = None
+    g.via_token = False
+    public = request.endpoint is None or request.endpoint in PUBLIC_ENDPOINTS
+    token = _bearer_token()
+    if token is not None:
+        name = resources().auth.user_for_token_hash(token_hash(token))
+        if name is None and not public:
+            return json_error("invalid or revoked API token", 401)
+        g.user, g.via_token = name, name is not None
+    elif "user" in session:
+        name, fingerprint = session.get("user"), session.get("fp", "")
+        if isinstance(name, str) and resources().auth.session_valid(name, fingerprint):
+            g.user = name
+        else:  # user removed or password changed since sign-in
+            session.pop("user", None)
+            session.pop("fp", None)
+    if g.user is None and not public:
+        return unauthorized()
+    return None
+
+
+def check_csrf() -> Response | None:
+    """before_request: every state-changing browser request must echo the session token."""
+    if request.method in SAFE_METHODS or g.get("via_token"):
+        return None
+    if same_token(session.get("csrf"), request.form.get("csrf_token")):
+        return None
+    log.warning("refused a %s to %s without a valid CSRF token", request.method, request.path)
+    if wants_json():
+        return json_error(CSRF_FAILED, 400)
+    return Response(render_template("error.html", message=CSRF_FAILED, status=400), status=400)
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: only a path on this site, never another host."""
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not any(ord(c) < 32 for c in target)
+    ):
+        return target
+    return url_for("pages.runs")
+
+
+def _login_form(message: str = "", status: int = 200) -> Response:
+    html = render_template("login.html", message=message, next=request.values.get("next", ""))
+    return Response(html, status=status)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Response:
+    if request.method == "GET":
+        if g.user is not None:
+            return redirect(safe_next(request.args.get("next")))
+        return _login_form()
+    name = request.form.get("username", "").strip()
+    password = request.form.get("password", "")
+    address = request.remote_addr or "unknown"
+    res = resources()
+    if res.ip_limiter.blocked(address) or res.user_limiter.blocked(name.lower()):
+        log.warning("login refused for %r from %s: too many failures", name, address)
+        return _login_form(TOO_MANY, 429)
+    user = overwatch().users.get(name) if name else None
+    stored_hash = user.password_hash if user is not None else None
+    if not verify_password(stored_hash, password):
+        res.ip_limiter.record(address)
+        res.user_limiter.record(name.lower())
+        log.info("failed login for %r from %s", name, address)
+        return _login_form(LOGIN_FAILED, 401)
+    session.clear()
+    session.permanent = True
+    session["user"] = name
+    session["fp"] = password_fingerprint(stored_hash)
+    session["csrf"] = new_csrf_token()
+    log.info("%s signed in from %s", name, address)
+    return redirect(safe_next(request.form.get("next")))
+
+
+@bp.route("/logout", methods=["POST"])
+def logout() -> Response:
+    session.clear()
+    return redirect(url_for("auth.login"))
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, minus their cost on requests without a cookie.
+
+    API clients with a token send no cookie; building the signing serializer
+    for them would be a measurable part of a cached JSON answer.
+    """
+
+    def open_session(self, app, request):
+        if request.cookies.get(self.get_cookie_name(app)) is None:
+            return self.session_class() if app.secret_key else None
+        return super().open_session(app, request)
+
+
+def init_app(app) -> None:
+    app.session_interface = CookieSessions()
+    app.before_request(authenticate)
+    app.before_request(check_csrf)
+    app.add_template_global(csrf_token)
+    app.register_blueprint(bp)

@@ -1,0 +1,168 @@
+"""``overwatch web`` and ``overwatch users ...``.
+
+``overwatch web [--db URI] [--data-dir DIR] [--host H] [--port P] [--dev]``
+serves the web app (gunicorn, 2 workers x 4 threads by default).
+
+``overwatch users add|remove|passwd|token|list NAME [--db URI]`` manages the
+web users. There is no default password: ``add`` and ``passwd`` prompt for
+one (twice) or read one line from standard input with ``--password-stdin``.
+``token`` prints a new API token for ``Authorization: Bearer <token>``; only
+its hash is stored, so it is shown this once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import getpass
+import logging
+import sys
+from pathlib import Path
+
+from overwatch.config import ConfigError, Settings, WebSettings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    web = subparsers.add_parser("web", help="serve the web pages and the JSON API")
+    _database_options(web)
+    web.add_argument("--data-dir", help="data directory (default: data.data_dir)")
+    web.add_argument("--host", help="listen address (default: web.host)")
+    web.add_argument("--port", type=int, help="listen port (default: web.port)")
+    web.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    web.add_argument("--threads", type=int, default=4, help="threads per worker")
+    web.add_argument("--access-log", action="store_true", help="log every request")
+    web.add_argument("--dev", action="store_true", help="Flask's development server instead")
+    web.set_defaults(handler=run_web)
+
+    users = subparsers.add_parser("users", help="manage web users and API tokens")
+    actions = users.add_subparsers(dest="users_command", metavar="ACTION")
+    actions.required = True
+    for name, text in (
+        ("add", "add a user (asks for the password)"),
+        ("passwd", "change a user's password"),
+        ("remove", "remove a user"),
+        ("token", "print a new API token for a user"),
+    ):
+        parser = actions.add_parser(name, help=text)
+        parser.add_argument("name", metavar="NAME")
+        _database_options(parser)
+        if name in ("add", "passwd"):
+            parser.add_argument(
+                "--password-stdin", action="store_true", help="read the password from stdin"
+            )
+        if name == "token":
+            parser.add_argument(
+                "--revoke", action="store_true", help="revoke all of the user's tokens instead"
+            )
+        parser.set_defaults(handler=run_users)
+    listing = actions.add_parser("list", help="list users")
+    _database_options(listing)
+    listing.set_defaults(handler=run_users, name=None)
+
+
+def _database_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", help="storage URI (default: database.uri)")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings with the command-line overrides applied."""
+    settings = load_settings(getattr(args, "config", None))
+    if getattr(args, "db", None):
+        settings = dataclasses.replace(
+            settings, database=dataclasses.replace(settings.database, uri=args.db)
+        )
+    web = {}
+    if getattr(args, "data_dir", None):
+        settings = dataclasses.replace(
+            settings, data=dataclasses.replace(settings.data, data_dir=args.data_dir)
+        )
+        # The default key file sits in the default data directory: follow --data-dir.
+        if settings.web.secret_key_file == WebSettings.secret_key_file:
+            web["secret_key_file"] = str(Path(args.data_dir) / ".secret_key")
+    if getattr(args, "host", None):
+        web["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        if not 1 <= args.port <= 65535:
+            raise ConfigError(f"--port: expected 1-65535, got {args.port}")
+        web["port"] = args.port
+    if web:
+        settings = dataclasses.replace(settings, web=dataclasses.replace(settings.web, **web))
+    return settings
+
+
+def run_web(args: argparse.Namespace) -> int:
+    from webapp.server import serve
+
+    try:
+        settings = settings_from_args(args)
+    except ConfigError as error:
+        print(f"overwatch web: {error}", file=sys.stderr)
+        return 2
+    return serve(
+        settings,
+        workers=max(1, args.workers),
+        threads=max(1, args.threads),
+        dev=args.dev,
+        access_log=args.access_log,
+    )
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        return line.rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat the password: ") != first:
+        raise ValueError("the two passwords differ; nothing changed")
+    return first
+
+
+def run_users(args: argparse.Namespace) -> int:
+    from overwatch.store.db import open_db
+    from webapp import users
+
+    action = args.users_command
+    try:
+        settings = settings_from_args(args)
+        password = ""
+        if action in ("add", "passwd"):
+            password = users.check_password(_read_password(args.password_stdin))
+        if action == "add":
+            users.check_name(args.name)
+        db = open_db(settings.database.uri)
+    except (ConfigError, ValueError) as error:
+        print(f"overwatch users {action}: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # e.g. a file:// storage locked by a running process
+        print(
+            f"overwatch users {action}: cannot open the database {settings.database.uri}: {error}"
+            " (a file:// database is locked while another process uses it; use zeo://)",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        if action == "add":
+            users.add_user(db, args.name, password)
+            print(f"added user {args.name}", file=sys.stderr)
+        elif action == "passwd":
+            users.set_password(db, args.name, password)
+            print(f"changed the password of {args.name}", file=sys.stderr)
+        elif action == "remove":
+            users.remove_user(db, args.name)
+            print(f"removed user {args.name}", file=sys.stderr)
+        elif action == "token" and args.revoke:
+            count = users.revoke_tokens(db, args.name)
+            print(f"revoked {count} token(s) of {args.name}", file=sys.stderr)
+        elif action == "token":
+            print(users.issue_token(db, args.name))
+        else:
+            for name, tokens in users.list_users(db):
+                print(f"{name}\t{tokens} token(s)")
+    except users.UserError as error:
+        print(f"overwatch users {action}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+    return 0

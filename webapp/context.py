@@ -1,0 +1,169 @@
+"""Per-process resources of the web app and the per-request ZODB connection.
+
+The ``ZODB.DB`` object is opened once per process, lazily, and re-opened when
+the process id changes: gunicorn forks its workers after importing the app,
+and a ZEO client connection must not be shared across a fork. Each request
+that needs the database gets its own connection, opened lazily into
+``flask.g`` and closed at app-context teardown (the pattern of Flask's own
+tutorial, ``flaskr/db.py``). Requests only read: the transaction is aborted,
+never committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import transaction
+import ZODB
+from flask import current_app, g
+
+from overwatch.store.db import open_db, read
+from overwatch.store.models import ROOT_KEY, OverwatchRoot
+from webapp.histjson import HistogramJSON
+from webapp.security import RateLimiter, password_fingerprint
+
+if TYPE_CHECKING:
+    from overwatch.config import Settings
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "overwatch"
+
+
+class AuthCache:
+    """Users and token hashes, refreshed from the database every few seconds.
+
+    Why: checking a session or a bearer token on every request must not cost a
+    database read (the JSON endpoints serve thousands of requests a second).
+    A removed user, changed password or revoked token takes effect within
+    ``ttl`` seconds in every process.
+    """
+
+    def __init__(self, resources: Resources, ttl: float = 5.0, miss_refresh: float = 0.5) -> None:
+        self._resources = resources
+        self.ttl = ttl
+        self.miss_refresh = miss_refresh
+        self._fingerprints: dict[str, str] = {}
+        self._tokens: dict[str, str] = {}
+        self._loaded = float("-inf")
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _load(root: OverwatchRoot) -> tuple[dict[str, str], dict[str, str]]:
+        fingerprints, tokens = {}, {}
+        for user in root.users.values():
+            fingerprints[user.name] = password_fingerprint(user.password_hash)
+            for digest in user.token_hashes:
+                tokens[digest] = user.name
+        return fingerprints, tokens
+
+    def _refresh(self, max_age: float) -> None:
+        with self._lock:
+            if time.monotonic() - self._loaded < max_age:
+                return  # another thread refreshed meanwhile
+            self._fingerprints, self._tokens = read(self._resources.db, AuthCache._load)
+            self._loaded = time.monotonic()
+
+    def _lookup(self, table: str, key: str) -> str | None:
+        if time.monotonic() - self._loaded >= self.ttl:
+            self._refresh(self.ttl)
+        value = getattr(self, table).get(key)
+        if value is None and time.monotonic() - self._loaded >= self.miss_refresh:
+            self._refresh(self.miss_refresh)  # e.g. a user added a moment ago
+            value = getattr(self, table).get(key)
+        return value
+
+    def user_for_token_hash(self, digest: str) -> str | None:
+        return self._lookup("_tokens", digest)
+
+    def session_valid(self, name: str, fingerprint: str) -> bool:
+        return self._lookup("_fingerprints", name) == fingerprint
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._loaded = float("-inf")
+
+
+class Resources:
+    """What one web process shares between its requests and threads."""
+
+    def __init__(
+        self, settings: Settings, *, db: ZODB.DB | None = None, data_dir: str | Path | None = None
+    ) -> None:
+        self.settings = settings
+        self.data_dir = Path(data_dir if data_dir is not None else settings.data.data_dir)
+        self._db = db
+        self._given_db = db is not None
+        self._db_pid = os.getpid()
+        self._reader: Any = None
+        self._lock = threading.Lock()
+        self.auth = AuthCache(self)
+        attempts = settings.web.login_attempts_per_minute
+        self.ip_limiter = RateLimiter(attempts)
+        self.user_limiter = RateLimiter(attempts)
+        self.histograms = HistogramJSON(self)
+
+    @property
+    def db(self) -> ZODB.DB:
+        if self._db is not None and (self._given_db or self._db_pid == os.getpid()):
+            return self._db
+        with self._lock:
+            if self._db is None or (not self._given_db and self._db_pid != os.getpid()):
+                log.info(
+                    "opening the database %s (process %d)", self.settings.database.uri, os.getpid()
+                )
+                self._db = open_db(self.settings.database.uri)
+                self._db_pid = os.getpid()
+                self._reader = None
+            return self._db
+
+    @property
+    def reader(self) -> Any:
+        """The processing package's ``SliceReader``: histogram contents and versions."""
+        db = self.db
+        if self._reader is None:
+            with self._lock:
+                if self._reader is None:
+                    from processing.slices import SliceReader
+
+                    self._reader = SliceReader(self.data_dir, db)
+        return self._reader
+
+    def close(self) -> None:
+        if self._db is not None and not self._given_db and self._db_pid == os.getpid():
+            self._db.close()
+        self._db = None
+
+
+def resources() -> Resources:
+    return current_app.extensions[EXTENSION]
+
+
+def connection() -> ZODB.Connection.Connection:
+    """This request's database connection, opened on first use."""
+    if "zodb" not in g:
+        manager = transaction.TransactionManager()
+        conn = resources().db.open(manager)
+        manager.begin()
+        g.zodb = (conn, manager)
+    return g.zodb[0]
+
+
+def overwatch() -> OverwatchRoot:
+    """The Overwatch root object seen by this request."""
+    return connection().root()[ROOT_KEY]
+
+
+def close_connection(_error: BaseException | None = None) -> None:
+    pair = g.pop("zodb", None)
+    if pair is not None:
+        conn, manager = pair
+        try:
+            manager.abort()
+        finally:
+            conn.close()

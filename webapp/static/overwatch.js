@@ -1,0 +1,217 @@
+// Overwatch pages: JSROOT drawings and navigation without full page reloads.
+//
+// - Every <div class="ow-drawing" data-src="JSON URL" data-opt="draw option"> is
+//   drawn by JSROOT (vendored, loaded as an ES module on first need).
+// - Same-site links and GET forms are followed with fetch(): the server answers
+//   only the page content (header X-Overwatch-Partial: 1), which replaces
+//   #ow-page; history.pushState keeps the URL (and so every view state) exact,
+//   and the back button works.
+// - Pages may ask to be refreshed: data-refresh-page="S" reloads the content
+//   every S seconds (status, run list); data-refresh-drawings="S" re-fetches
+//   each histogram and redraws only those whose ETag changed (ongoing runs).
+
+const PARTIAL_HEADER = 'X-Overwatch-Partial';
+const NO_NAV_PREFIXES = ['/api/', '/download/', '/static/', '/logout', '/healthz'];
+
+let jsrootPromise = null;
+let navigation = 0;
+let refreshTimer = null;
+
+function loadJsroot() {
+  if (!jsrootPromise) {
+    jsrootPromise = import(document.body.dataset.jsroot).then((J) => {
+      J.settings.ZoomWheel = false; // scrolling the page must not zoom a histogram
+      return J;
+    });
+  }
+  return jsrootPromise;
+}
+
+function showError(div, message) {
+  div.classList.add('ow-drawing-error');
+  div.textContent = message;
+}
+
+function loginRedirect(response) {
+  const url = new URL(response.url, location.href);
+  if (response.status === 401 || url.pathname.endsWith('/login')) {
+    location.assign(document.body.dataset.login + '?next=' + encodeURIComponent(location.pathname + location.search));
+    return true;
+  }
+  return false;
+}
+
+// Fetch and draw one histogram; skip the drawing when its content did not change.
+async function drawOne(J, div) {
+  const src = div.dataset.src;
+  let response;
+  try {
+    response = await fetch(src, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+  } catch (error) {
+    showError(div, 'cannot reach the server: ' + error);
+    return;
+  }
+  if (loginRedirect(response)) return;
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({ error: response.statusText }));
+    showError(div, body.error || response.statusText);
+    return;
+  }
+  const etag = response.headers.get('ETag') || '';
+  if (div.dataset.drawnSrc === src && div.dataset.etag === etag && div.querySelector('svg')) return;
+  const text = await response.text();
+  if (!div.isConnected) return; // the page changed meanwhile
+  try {
+    const obj = J.parse(text);
+    J.cleanup(div);
+    div.textContent = '';
+    div.classList.remove('ow-drawing-error');
+    await J.draw(div, obj, div.dataset.opt || '');
+    div.dataset.drawnSrc = src;
+    div.dataset.etag = etag;
+    div.classList.add('ow-drawn');
+  } catch (error) {
+    showError(div, 'JSROOT could not draw this histogram: ' + error);
+  }
+}
+
+// Draw one after the other: a group may hold dozens of histograms, and
+// sequential drawing keeps the first ones appearing quickly.
+async function drawAll(page) {
+  const divs = [...page.querySelectorAll('.ow-drawing[data-src]')];
+  if (!divs.length) return;
+  let J;
+  try {
+    J = await loadJsroot();
+  } catch (error) {
+    divs.forEach((div) => showError(div, 'JSROOT did not load: ' + error));
+    return;
+  }
+  for (const div of divs) {
+    if (!page.isConnected) return;
+    await drawOne(J, div);
+  }
+  page.dataset.drawn = 'done';
+}
+
+function cleanupDrawings(page) {
+  if (!jsrootPromise) return;
+  jsrootPromise.then((J) => page.querySelectorAll('.ow-drawn').forEach((div) => J.cleanup(div)));
+}
+
+function markSection(page) {
+  const section = page.dataset.section || '';
+  document.querySelectorAll('.ow-nav a').forEach((a) => {
+    a.classList.toggle('ow-current', a.dataset.section === section);
+  });
+}
+
+function initPage(page) {
+  clearInterval(refreshTimer);
+  refreshTimer = null;
+  markSection(page);
+  drawAll(page);
+  const pageSeconds = Number(page.dataset.refreshPage || 0);
+  const drawingSeconds = Number(page.dataset.refreshDrawings || 0);
+  if (pageSeconds > 0) {
+    refreshTimer = setInterval(() => navigate(location.href, { push: false, refresh: true }), pageSeconds * 1000);
+  } else if (drawingSeconds > 0) {
+    refreshTimer = setInterval(() => drawAll(page), drawingSeconds * 1000);
+  }
+}
+
+function progress(on) {
+  const bar = document.getElementById('ow-progress');
+  if (bar) bar.hidden = !on;
+}
+
+async function navigate(href, { push = true, refresh = false } = {}) {
+  // A background refresh never cancels what the user asked for; a user's
+  // navigation cancels any earlier one (and any refresh still under way).
+  const token = refresh ? navigation : ++navigation;
+  if (!refresh) progress(true);
+  let response;
+  try {
+    response = await fetch(href, { credentials: 'same-origin', headers: { [PARTIAL_HEADER]: '1' } });
+  } catch (error) {
+    if (!refresh) location.assign(href); // let the browser show what is wrong
+    return;
+  } finally {
+    if (!refresh && token === navigation) progress(false);
+  }
+  if (token !== navigation) return; // a newer navigation won
+  const finalUrl = new URL(response.url, location.href);
+  if (finalUrl.pathname.endsWith('/login') && !new URL(href, location.href).pathname.endsWith('/login')) {
+    location.assign(response.url); // session ended: the full login page
+    return;
+  }
+  const html = await response.text();
+  if (token !== navigation) return;
+  const fresh = new DOMParser().parseFromString(html, 'text/html').getElementById('ow-page');
+  const current = document.getElementById('ow-page');
+  if (!fresh || !current) {
+    location.assign(href);
+    return;
+  }
+  if (refresh && !response.ok) return; // keep showing the last good content
+  const page = document.importNode(fresh, true);
+  cleanupDrawings(current);
+  current.replaceWith(page);
+  document.title = page.dataset.title || document.title;
+  const shown = finalUrl.pathname + finalUrl.search + finalUrl.hash;
+  if (push) {
+    history.pushState({ overwatch: true }, '', shown);
+    window.scrollTo(0, 0);
+  } else if (shown !== location.pathname + location.search + location.hash) {
+    history.replaceState({ overwatch: true }, '', shown);
+  }
+  initPage(page);
+}
+
+function navigable(url) {
+  return url.origin === location.origin && !NO_NAV_PREFIXES.some((p) => url.pathname.startsWith(p));
+}
+
+document.addEventListener('click', (event) => {
+  if (event.defaultPrevented || event.button !== 0) return;
+  if (event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+  const link = event.target.closest('a[href]');
+  if (!link || link.target || link.hasAttribute('download') || link.closest('[data-no-nav]')) return;
+  if (link.hasAttribute('data-no-nav')) return;
+  const url = new URL(link.href, location.href);
+  if (!navigable(url)) return;
+  if (url.hash && url.pathname === location.pathname && url.search === location.search) return;
+  event.preventDefault();
+  navigate(url.href);
+});
+
+document.addEventListener('submit', (event) => {
+  const form = event.target;
+  if (form.hasAttribute('data-no-nav') || (form.method || 'get').toLowerCase() !== 'get') return;
+  const url = new URL(form.action || location.href, location.href);
+  if (!navigable(url)) return;
+  event.preventDefault();
+  const params = new URLSearchParams();
+  for (const [key, value] of new FormData(form)) {
+    if (value !== '') params.append(key, value);
+  }
+  url.search = params.toString();
+  navigate(url.href);
+});
+
+window.addEventListener('popstate', () => navigate(location.href, { push: false }));
+
+let resizeTimer = null;
+window.addEventListener('resize', () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => {
+    if (!jsrootPromise) return;
+    jsrootPromise.then((J) => document.querySelectorAll('.ow-drawn').forEach((div) => J.resize(div)));
+  }, 200);
+});
+
+const firstPage = document.getElementById('ow-page');
+if (firstPage) {
+  history.replaceState({ overwatch: true }, '', location.href);
+  initPage(firstPage);
+}

@@ -1,0 +1,218 @@
+"""The status page: is the data path healthy? (in the spirit of the DQM² mirror).
+
+For every receiver: its last heartbeat, last contact with its sender and last
+snapshot, coloured green (alive), amber (late) or red (dead) with the
+thresholds ``status.late_seconds`` and ``status.dead_seconds``. A receiver is
+as bad as the older of its heartbeat and its last snapshot, so both a dead
+receiver process and a silent sender show. Also: how far processing lags
+behind the newest snapshot (how long the newest received snapshot has
+waited for a pass), whether the database answers, and the free disk
+space of the data directory.
+
+Receivers write their heartbeat to ``<data>/status/receiver-<SYS>.json``; this
+module reads those files (and the copies kept in the database) rather than
+importing the receivers package.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import time
+from typing import Any
+
+from flask import Blueprint, Response, render_template
+
+from overwatch.store.layout import DataDir
+from webapp.context import overwatch, resources
+from webapp.http import json_response
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("status", __name__)
+
+ALIVE, LATE, DEAD, UNKNOWN = "alive", "late", "dead", "unknown"
+_RANK = {ALIVE: 0, UNKNOWN: 1, LATE: 2, DEAD: 3}
+#: Free disk below these fractions shows amber, then red.
+DISK_LATE_FRACTION = 0.15
+DISK_DEAD_FRACTION = 0.05
+#: Processing records a pass that found nothing new at most this often (seconds).
+PASS_RECORD_SECONDS = 60.0
+
+
+def level(age: float | None, late: float, dead: float) -> str:
+    """Colour class of something last seen ``age`` seconds ago."""
+    if age is None:
+        return UNKNOWN
+    if age >= dead:
+        return DEAD
+    if age >= late:
+        return LATE
+    return ALIVE
+
+
+def redact(uri: str) -> str:
+    """A storage URI without its password (RelStorage URIs may carry one)."""
+    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", uri)
+
+
+def worst(*levels: str) -> str:
+    return max(levels, key=_RANK.__getitem__)
+
+
+def _age(now: float, when: Any) -> float | None:
+    return max(0.0, now - float(when)) if isinstance(when, int | float) and when > 0 else None
+
+
+def _heartbeat_files(data_dir: DataDir) -> dict[str, dict[str, Any]]:
+    beats: dict[str, dict[str, Any]] = {}
+    try:
+        files = sorted(data_dir.status_dir.glob("receiver-*.json"))
+    except OSError:
+        return beats
+    for path in files:
+        subsystem = path.stem.removeprefix("receiver-")
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            log.warning("unreadable heartbeat %s: %s", path, error)
+            document = {"state": "unreadable heartbeat file"}
+        if isinstance(document, dict):
+            beats[subsystem] = document
+    return beats
+
+
+def receiver_rows(
+    beats: dict[str, dict], stored: dict[str, dict], now: float, late: float, dead: float
+) -> list[dict[str, Any]]:
+    """One row per receiver known from a heartbeat file or from the database."""
+    rows = []
+    for subsystem in sorted(set(beats) | set(stored)):
+        beat = beats.get(subsystem) or {}
+        record = stored.get(subsystem) or {}
+        heartbeat = beat.get("updated")
+        contact = beat.get("last_contact") or record.get("last_contact")
+        snapshot = beat.get("last_snapshot") or record.get("last_snapshot")
+        heartbeat_age = _age(now, heartbeat)
+        # No snapshot yet: count from the receiver's start, so a sender that never sends shows.
+        snapshot_age = _age(now, snapshot) if snapshot else _age(now, beat.get("started"))
+        state = str(beat.get("state") or ("no heartbeat file" if not beat else "unknown"))
+        status = worst(level(heartbeat_age, late, dead), level(snapshot_age, late, dead))
+        if state == "stopped":
+            status = DEAD
+        rows.append(
+            {
+                "subsystem": subsystem,
+                "status": status,
+                "state": state,
+                "heartbeat": heartbeat,
+                "heartbeat_age": heartbeat_age,
+                "last_contact": contact,
+                "contact_age": _age(now, contact),
+                "last_snapshot": snapshot,
+                "snapshot_age": _age(now, snapshot),
+                "last_snapshot_path": beat.get("last_snapshot_path"),
+                "last_run": beat.get("last_run"),
+                "counters": beat.get("counters") or record.get("counters") or {},
+                "last_error": beat.get("last_error"),
+            }
+        )
+    return rows
+
+
+def _database_view() -> tuple[bool, dict[str, dict], dict[str, Any], str]:
+    """(reachable, receiver records, processing status, error text) from the database."""
+    try:
+        root = overwatch()
+        stored = {
+            name: {
+                "last_contact": rec.last_contact,
+                "last_snapshot": rec.last_snapshot,
+                "counters": dict(rec.counters),
+            }
+            for name, rec in root.receivers.items()
+        }
+        proc = root.processing
+        processing = {
+            "last_pass_started": proc.last_pass_started,
+            "last_pass_finished": proc.last_pass_finished,
+            "last_snapshot_processed": proc.last_snapshot_processed,
+            "snapshots_processed": proc.snapshots_processed,
+            "last_error": proc.last_error,
+        }
+        return True, stored, processing, ""
+    except Exception as error:  # the page must render even when the database is gone
+        log.warning("status page: database unreachable: %s", error)
+        return False, {}, {}, f"{type(error).__name__}: {error}"
+
+
+def collect(now: float | None = None) -> dict[str, Any]:
+    """Everything the status page and ``/api/status`` show."""
+    now = time.time() if now is None else now
+    res = resources()
+    late, dead = res.settings.status.late_seconds, res.settings.status.dead_seconds
+    data_dir = DataDir(res.data_dir)
+    reachable, stored, processing, db_error = _database_view()
+    receivers = receiver_rows(_heartbeat_files(data_dir), stored, now, late, dead)
+
+    newest = max((r["last_snapshot"] or 0.0 for r in receivers), default=0.0)
+    finished = processing.get("last_pass_finished") or 0.0
+    # Lag: how long the newest received snapshot has waited for a processing pass.
+    lag = max(0.0, now - newest) if newest > finished else 0.0
+    pass_age = _age(now, finished)
+    # Processing records an idle pass only once a minute: allow for that before "late".
+    allowance = PASS_RECORD_SECONDS + res.settings.processing.interval
+    idle = None if pass_age is None else max(0.0, pass_age - allowance)
+    processing_status = (
+        UNKNOWN if not reachable else worst(level(idle, late, dead), level(lag, late, dead))
+    )
+    if processing.get("last_error"):
+        processing_status = worst(processing_status, LATE)
+
+    try:
+        usage = shutil.disk_usage(data_dir.root)
+        free_fraction = usage.free / usage.total if usage.total else 0.0
+        disk = {
+            "path": str(data_dir.root),
+            "free_bytes": usage.free,
+            "total_bytes": usage.total,
+            "free_fraction": free_fraction,
+            "status": DEAD
+            if free_fraction < DISK_DEAD_FRACTION
+            else LATE
+            if free_fraction < DISK_LATE_FRACTION
+            else ALIVE,
+        }
+    except OSError as error:
+        disk = {"path": str(data_dir.root), "status": DEAD, "error": str(error)}
+
+    return {
+        "now": now,
+        "thresholds": {"late_seconds": late, "dead_seconds": dead},
+        "receivers": receivers,
+        "processing": {
+            **processing,
+            "status": processing_status,
+            "lag_seconds": lag,
+            "pass_age": pass_age,
+            "newest_snapshot": newest or None,
+        },
+        "database": {
+            "reachable": reachable,
+            "uri": redact(res.settings.database.uri),
+            "error": db_error,
+        },
+        "disk": disk,
+    }
+
+
+@bp.route("/status")
+def page() -> Response:
+    return Response(render_template("status.html", status=collect()))
+
+
+@bp.route("/api/status")
+def api() -> Response:
+    return json_response(collect())
