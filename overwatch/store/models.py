@@ -74,6 +74,22 @@ class Run(Persistent):
 class Subsystem(Persistent):
     """One subsystem within a run: its snapshots, latest slices and histogram list."""
 
+    # Results of plugins and checks on the latest slice, written by processing
+    # with the snapshot record and read by the web app. Class-level defaults so
+    # objects stored before these existed read as "nothing evaluated yet".
+    #: Rolled-up quality of the subsystem ("Good", "Medium", "Bad", "Null").
+    quality = "Null"
+    #: group name -> quality, in the plugin's group order (a plain dict).
+    group_qualities: dict[str, str] = {}  # noqa: RUF012 - replaced, never mutated in place
+    #: CheckResult.to_dict() of every check on the latest slice.
+    check_results: tuple[dict, ...] = ()
+    #: histogram path -> Annotation.to_dict() for the latest slice (only non-empty ones).
+    annotations: dict[str, dict] = {}  # noqa: RUF012 - replaced, never mutated in place
+    #: Errors raised by the detector plugin on the latest slice (shown on the status page).
+    plugin_errors: tuple[str, ...] = ()
+    #: Unix time of the slice those results belong to.
+    evaluated_at = 0.0
+
     def __init__(self, run: int, name: str) -> None:
         self.run = run
         self.name = name
