@@ -132,7 +132,9 @@ def check_served(plan: DemoPlan, token: str) -> dict[str, dict[str, int]]:
             quoted = "/".join(urllib.parse.quote(part, safe="") for part in item["path"].split("/"))
             for view in ("cumulative", "latest"):
                 obj = _get_json(
-                    plan, f"/api/runs/{plan.run}/{subsystem}/histograms/{quoted}?slice={view}", token
+                    plan,
+                    f"/api/runs/{plan.run}/{subsystem}/histograms/{quoted}?slice={view}",
+                    token,
                 )
                 served += int(obj.get("_typename", "").startswith(("TH", "TProfile")))
         summary[subsystem] = {

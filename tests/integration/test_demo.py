@@ -1,0 +1,100 @@
+"""`overwatch demo`: the whole chain under supervisord, checked from the outside.
+
+Slow (a real ZEO server, simulator, three receivers, processing and gunicorn),
+so one run covers both the timed smoke check and a clean Ctrl-C stop.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from overwatch.demo import free_port
+
+OVERWATCH = str(Path(sys.executable).parent / "overwatch")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that mention ``text`` (no pgrep on a bare machine)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in command:
+            found.append(command)
+    return found
+
+
+def test_demo_duration_serves_every_subsystem_and_stops_cleanly(tmp_path: Path) -> None:
+    data_dir = tmp_path / "demo"
+    port = free_port()
+    done = subprocess.run(
+        [OVERWATCH, "demo", "--duration", "30", "--port", str(port), "--interval", "1",
+         "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert f"http://127.0.0.1:{port}/" in output
+    assert re.search(r"login: demo\s+password: \S{8,}", output)
+    for subsystem in ("EMC", "TPC", "HLT"):
+        line = re.search(
+            rf"^{subsystem}: snapshots (\d+), slices (\d+), histograms (\d+), json_served (\d+)",
+            output,
+            re.M,
+        )
+        assert line, output
+        snapshots, slices, histograms, served = map(int, line.groups())
+        assert snapshots >= 3 and slices >= 3 and histograms > 0 and served > 0
+        assert list((data_dir / "Run1" / subsystem).glob(f"{subsystem}hists.*.root"))
+    # supervisord and every program it started are gone.
+    pid_file = data_dir / "supervisord.pid"
+    if pid_file.exists():
+        assert not _alive(int(pid_file.read_text().strip()))
+
+
+def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    data_dir = tmp_path / "demo"
+    port = free_port()
+    demo = subprocess.Popen(
+        [OVERWATCH, "demo", "--port", str(port), "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        seen = ""
+        while "password:" not in seen and time.monotonic() < deadline:
+            line = demo.stdout.readline()
+            if not line:
+                break
+            seen += line
+        assert "password:" in seen, seen
+        supervisor_pid = int((data_dir / "supervisord.pid").read_text().strip())
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=90) == 0
+        deadline = time.monotonic() + 30
+        while _alive(supervisor_pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(supervisor_pid)
+        assert _processes_mentioning(str(data_dir)) == []
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
