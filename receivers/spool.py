@@ -19,7 +19,7 @@
   ``<SYS>.<UTC time>.<n>.bin`` (the payload frame) with ``<same>.reason.json``
   beside it (reason, receive time, header text, frame sizes).
 
-All file-system calls go through :class:`FileSystem`, so tests can make them fail
+All file-system calls go through :class:`overwatch.store.layout.FileSystem`, so tests can make them fail
 (e.g. ``ENOSPC`` from ``write``) at the OS-call level.
 """
 
@@ -36,81 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from overwatch.store.layout import FileSystem, atomic_write
 from overwatch.timestamps import from_unix, snapshot_relpath
 
 log = logging.getLogger(__name__)
 
 QUARANTINE_DIR = "quarantine"
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-_counter = itertools.count()
-
-
-class FileSystem:
-    """The OS calls the spool makes; subclass to inject failures in tests."""
-
-    def makedirs(self, path: Path) -> None:
-        os.makedirs(path, exist_ok=True)
-
-    def open_new(self, path: Path) -> int:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-
-    def write(self, fd: int, data: memoryview) -> int:
-        return os.write(fd, data)
-
-    def fsync(self, fd: int) -> None:
-        os.fsync(fd)
-
-    def close(self, fd: int) -> None:
-        os.close(fd)
-
-    def rename(self, source: Path, target: Path) -> None:
-        os.rename(source, target)
-
-    def fsync_dir(self, path: Path) -> None:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def unlink(self, path: Path) -> None:
-        os.unlink(path)
-
-    def exists(self, path: Path) -> bool:
-        return os.path.lexists(path)
-
-
-def atomic_write(
-    path: str | Path, data: bytes, *, fsync: bool = True, fs: FileSystem | None = None
-) -> None:
-    """Write ``data`` to ``path`` atomically (temp file, fsync, rename, fsync dir).
-
-    Raises ``OSError`` (nothing is left behind: the temporary file is removed).
-    """
-    fs = fs or FileSystem()
-    path = Path(path)
-    fs.makedirs(path.parent)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{next(_counter)}.tmp")
-    fd = fs.open_new(temporary)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                written = fs.write(fd, view)
-                view = view[written:]
-            if fsync:
-                fs.fsync(fd)
-        finally:
-            fs.close(fd)
-        fs.rename(temporary, path)
-    except BaseException:
-        try:
-            fs.unlink(temporary)
-        except OSError:
-            pass
-        raise
-    if fsync:
-        fs.fsync_dir(path.parent)
+_quarantine_counter = itertools.count()
 
 
 def describe_os_error(error: OSError) -> str:
@@ -269,7 +202,7 @@ class Spool:
         received = time.time() if received is None else received
         stamp = from_unix(int(received)).format("YYYY_MM_DD_HH_mm_ss")
         directory = self.data_dir / QUARANTINE_DIR
-        stem = f"{subsystem}.{stamp}.{os.getpid()}-{next(_counter)}"
+        stem = f"{subsystem}.{stamp}.{os.getpid()}-{next(_quarantine_counter)}"
         record = {
             "reason": reason,
             "subsystem": subsystem,

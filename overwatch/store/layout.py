@@ -13,9 +13,9 @@ directory, flushed to disk, then renamed, so a reader never sees half a file.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,29 +24,79 @@ RUN_DIR = re.compile(r"^Run(\d+)$")
 SNAPSHOT_FILE = re.compile(r"^(?P<sys>[A-Za-z0-9]+)hists\.\d{4}(_\d{2}){5}\.root$")
 
 
-def atomic_write(path: str | Path, data: bytes, *, fsync: bool = True) -> Path:
-    """Write ``data`` to ``path`` so that readers see all of it or nothing."""
+class FileSystem:
+    """The OS calls an atomic write makes; tests subclass it to inject failures
+    (e.g. ``ENOSPC`` from ``write``) at the OS-call level."""
+
+    def makedirs(self, path: Path) -> None:
+        os.makedirs(path, exist_ok=True)
+
+    def open_new(self, path: Path) -> int:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+    def write(self, fd: int, data: memoryview) -> int:
+        return os.write(fd, data)
+
+    def fsync(self, fd: int) -> None:
+        os.fsync(fd)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def rename(self, source: Path, target: Path) -> None:
+        os.rename(source, target)
+
+    def fsync_dir(self, path: Path) -> None:
+        fsync_directory(path)
+
+    def unlink(self, path: Path) -> None:
+        os.unlink(path)
+
+    def exists(self, path: Path) -> bool:
+        return os.path.lexists(path)
+
+
+_counter = itertools.count()
+
+
+def atomic_write(
+    path: str | Path, data: bytes, *, fsync: bool = True, fs: FileSystem | None = None
+) -> Path:
+    """Write ``data`` to ``path`` so that readers see all of it or nothing.
+
+    Temporary file in the same directory, fsync, rename, fsync of the directory.
+    Raises ``OSError``; nothing is left behind then (the temporary file is removed).
+    """
+    fs = fs or FileSystem()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fs.makedirs(path.parent)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{next(_counter)}.tmp")
+    fd = fs.open_new(temporary)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                written = fs.write(fd, view)
+                view = view[written:]
             if fsync:
-                stream.flush()
-                os.fsync(stream.fileno())
-        os.replace(temporary, path)
+                fs.fsync(fd)
+        finally:
+            fs.close(fd)
+        fs.rename(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        try:
+            fs.unlink(temporary)
+        except OSError:
+            pass
         raise
     if fsync:
-        fsync_directory(path.parent)
+        fs.fsync_dir(path.parent)
     return path
 
 
 def fsync_directory(directory: str | Path) -> None:
     """Make a rename durable (the directory entry itself must reach the disk)."""
-    descriptor = os.open(directory, os.O_RDONLY)
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(descriptor)
     finally:
