@@ -112,6 +112,7 @@ class ProcessingSettings:
     events_histogram: dict[str, str] = field(default_factory=_default_events_histograms)
     reset_tolerance: float = _bounded(1e-6, ge=0)
     cache_fsync: bool = False
+    checks_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class WebSettings:
     secret_key_file: str = "data/.secret_key"
     login_attempts_per_minute: int = _bounded(10, gt=0)
     secure_cookies: bool = False
+    slice_cache_entries: int = _bounded(16, ge=1)
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,15 @@ class AlarmSettings:
 
 
 @dataclass(frozen=True)
+class CompareSettings:
+    """Reference runs the web pages compare each subsystem with, and the test used."""
+
+    reference_runs: dict[str, int] = field(default_factory=dict)
+    test: str = "chi2"
+    threshold: float = _bounded(1e-5, ge=0, le=1)
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings of one Overwatch process; one attribute per YAML section."""
 
@@ -171,6 +182,7 @@ class Settings:
     status: StatusSettings = field(default_factory=StatusSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     alarms: AlarmSettings = field(default_factory=AlarmSettings)
+    compare: CompareSettings = field(default_factory=CompareSettings)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain nested dicts (deep copies), e.g. to show the effective settings or dump YAML."""
@@ -205,6 +217,8 @@ def _expected(hint: Any) -> str:
     origin = typing.get_origin(hint)
     if origin is list:
         return "a list of strings"
+    if origin is dict and typing.get_args(hint)[1] is int:
+        return "a mapping of strings to integers"
     if origin is dict:
         return "a mapping of strings to strings"
     return {str: "a string", bool: "true or false", int: "an integer", float: "a number"}[hint]
@@ -252,6 +266,15 @@ def _convert(hint: Any, value: Any, key: str, source: str) -> Any:
                 raise fail("string keys", key, name)
             if not isinstance(item, str):
                 raise fail("a string", f"{key}.{name}", item)
+        return dict(value)
+    if origin is dict and typing.get_args(hint) == (str, int):
+        if not isinstance(value, dict):
+            raise fail("a mapping of strings to integers")
+        for name, item in value.items():
+            if not isinstance(name, str):
+                raise fail("string keys", key, name)
+            if isinstance(item, bool) or not isinstance(item, int):
+                raise fail("an integer", f"{key}.{name}", item)
         return dict(value)
     raise TypeError(f"settings field {key} has an unsupported type {hint!r}")
 

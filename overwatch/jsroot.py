@@ -291,10 +291,19 @@ def to_json_bytes(obj: Any) -> bytes:
     return _ENCODER.encode(obj).encode("utf-8")
 
 
-def _graph_frame(name: str, title: str, x_axis: dict, y_title: str) -> dict:
-    """The TH1F a TGraph carries as ``fHistogram``: it holds the axes JSROOT draws."""
-    y_axis = _unused_axis(1)  # 0..1 tells JSROOT to choose the y range from the points
+def _graph_frame(
+    name: str, title: str, x_axis: dict, y_title: str, y_range: tuple[float, float] | None = None
+) -> dict:
+    """The TH1F a TGraph carries as ``fHistogram``: it holds the axes JSROOT draws.
+
+    JSROOT keeps the y range of a frame it is given unless that frame is its own
+    "dummy" (fMinimum 0.0011, fMaximum 1.1), so the range of the points is set
+    here, as ROOT's ``TGraph::GetHistogram`` does (else every trend is drawn on 0..1).
+    """
+    y_axis = _unused_axis(1)
     y_axis["fTitle"] = y_title
+    if y_range is not None:
+        y_axis["fXmin"], y_axis["fXmax"] = y_range
     axes = [x_axis, y_axis, _unused_axis(2)]
     nbins = 100
     frame = _th1_members(
@@ -310,7 +319,21 @@ def _graph_frame(name: str, title: str, x_axis: dict, y_title: str) -> dict:
     )
     frame["fBits"] = 8 | K_NO_STATS
     frame["fArray"] = [0] * (nbins + 2)
+    if y_range is not None:
+        frame["fMinimum"], frame["fMaximum"] = y_range
     return frame
+
+
+def _y_range(values: np.ndarray) -> tuple[float, float] | None:
+    """ROOT's graph range: the values plus 10 % each side, not below 0 for positive values."""
+    if not values.size:
+        return None
+    low, high = float(values.min()), float(values.max())
+    pad = 0.1 * (high - low) if high > low else (0.1 * abs(low) or 1.0)
+    bottom = low - pad
+    if low >= 0 and bottom < 0:
+        bottom = 0.0
+    return bottom, high + pad
 
 
 def trend_graph(
@@ -373,7 +396,7 @@ def trend_graph(
         "fX": times.tolist(),
         "fY": ys.tolist(),
         "fFunctions": _list("TList", []),
-        "fHistogram": _graph_frame(name + "_h", title, x_axis, y_title),
+        "fHistogram": _graph_frame(name + "_h", title, x_axis, y_title, _y_range(ys)),
         "fMinimum": NO_ZOOM,
         "fMaximum": NO_ZOOM,
     }

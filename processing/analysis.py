@@ -14,7 +14,7 @@ served.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +56,7 @@ def derive(
     if not _plugin_overrides(plugin, "derived"):
         return everything, [], []
     derived, error = run_hook(plugin, "derived", histograms, options, context)
-    errors = [f"{plugin.name}.derived: {error}"] if error else []
+    errors = [error] if error else []  # run_hook's text names the plugin and the hook
     added = [path for path in (derived or {}) if path not in everything]
     for path in added:
         everything[path] = derived[path]
@@ -90,7 +90,7 @@ def analyse_slice(
     context: SliceContext,
     *,
     engine: CheckEngine | None = None,
-    trends: Mapping | None = None,
+    trends: Mapping | Callable[[dict[TrendKey, float]], Mapping | None] | None = None,
     with_trends: bool = True,
 ) -> SliceAnalysis:
     """Derived histograms, annotations, trend values and check qualities of one slice.
@@ -98,7 +98,10 @@ def analyse_slice(
     ``options`` must already be validated against ``plugin.options``.
     ``trends`` is what trend checks read (``TrendStore.window(n)``, which
     should already hold this slice's point); without it only histogram checks
-    give a quality and trend checks say Null.
+    give a quality and trend checks say Null. The live pipeline passes a
+    function instead: it gets this slice's trend values (after they are
+    computed, before any check runs), stores them and returns the window, so
+    the checks see the point of the slice they judge.
     """
     everything, added, errors = derive(histograms, plugin, options, context)
     context = dataclasses.replace(context, histograms=everything)
@@ -108,6 +111,8 @@ def analyse_slice(
     if with_trends:
         values, trend_errors = slice_trend_values(everything, plugin, options, context)
         errors.extend(trend_errors)
+    if callable(trends):
+        trends = trends(values)
     evaluation = None
     if engine is not None:
         evaluation = engine.evaluate(

@@ -34,6 +34,9 @@ def _error(command: str, error: BaseException) -> int:
 
 
 def _process(args: argparse.Namespace) -> int:
+    from processing.alarms import AlarmManager, build_dispatcher
+    from processing.checks import CheckConfigError
+    from processing.live import load_engine
     from processing.pipeline import Pipeline
     from processing.scheduler import ProcessingService
 
@@ -41,14 +44,25 @@ def _process(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     data_dir = args.data_dir or settings.data.data_dir
+    try:  # all configuration first: never start half-configured
+        checks = load_engine(args.checks or settings.processing.checks_file)
+        dispatcher = build_dispatcher(settings.alarms)
+        alarms = AlarmManager.from_settings(settings.alarms, notify=dispatcher.enqueue)
+    except (CheckConfigError, ValueError) as error:
+        return _error("process", error)
     try:
         db = _open(args, settings)
     except Exception as error:  # a wrong URI or an unreachable server: say which
         return _error("process", error)
     try:
-        pipeline = Pipeline(data_dir, db, settings.processing)
+        pipeline = Pipeline(data_dir, db, settings.processing, checks=checks, alarms=alarms)
         if args.once:
-            report = pipeline.run_until_idle()
+            dispatcher.start()
+            try:
+                report = pipeline.run_until_idle()
+            finally:
+                dispatcher.wait_idle(10.0)
+                dispatcher.stop()
             print(f"processed {report.processed} snapshots, {report.bad} bad", flush=True)
             for failure in report.failed:
                 print(f"failed: {failure}", file=sys.stderr)
@@ -65,7 +79,10 @@ def _process(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, handler)
         try:
             service = ProcessingService(
-                pipeline, settings.processing.interval, settings.receiver.notify_address
+                pipeline,
+                settings.processing.interval,
+                settings.receiver.notify_address,
+                dispatcher=dispatcher,
             )
         except Exception as error:  # e.g. the notice address is taken by another processing
             return _error("process", error)
@@ -88,33 +105,30 @@ def _slice(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings is None:
         return 2
-    end: float | str = args.end
-    if end != "end":
-        try:
-            end = float(end)
-        except ValueError:
-            return _error("slice", ValueError(f"--end {args.end!r}: give minutes or 'end'"))
     try:
         options = parse_options(args.option)
         db = _open(args, settings)
     except Exception as error:
         return _error("slice", error)
-    try:
+    try:  # times and options are checked by the code that checks the web's requests
         result = export_slice(
             args.data_dir or settings.data.data_dir,
             db,
             args.run,
             args.subsystem,
             args.start,
-            end,
+            args.end,
             args.output,
             options,
+            settings=settings.processing,
         )
     except (LookupError, ExportError, ValueError, OSError, CacheError) as error:
         return _error("slice", error)
     finally:
         db.close()
     print(f"wrote {result.n_histograms} histograms to {result.path}", flush=True)
+    if result.derived:
+        print(f"derived by the plugin: {', '.join(result.derived)}", flush=True)
     if result.left_out:
         print(f"left out (binning changed): {', '.join(result.left_out)}", file=sys.stderr)
     return 0
@@ -134,7 +148,7 @@ def _rebuild(args: argparse.Namespace) -> int:
         report = rebuild(
             args.data_dir or settings.data.data_dir, db, settings.processing, reread=args.reread
         )
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:  # ValueError: an invalid checks file
         return _error("db rebuild", error)
     finally:
         db.close()
@@ -155,27 +169,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "process",
         help="turn new snapshots into slices and metadata (scheduled, woken by receivers)",
         description="Process every new snapshot of the data directory: array cache, snapshot "
-        "records, latest slices and run metadata. Runs every processing.interval seconds and "
-        "at once when a receiver announces a snapshot on receiver.notify_address.",
+        "records, latest slices and run metadata; each new slice goes through the detector "
+        "plugin, trending and the checks (qualities, alarms, notifications per the alarms "
+        "settings). Runs every processing.interval seconds and at once when a receiver "
+        "announces a snapshot on receiver.notify_address. An invalid checks file stops it "
+        "at start.",
     )
     _storage_arguments(process)
     process.add_argument("--once", action="store_true", help="process what is there, then exit")
+    process.add_argument(
+        "--checks",
+        metavar="FILE",
+        help="checks file (default: processing.checks_file, else config/checks.yaml); "
+        "validated at start",
+    )
     process.set_defaults(handler=_process)
 
     exporter = subparsers.add_parser(
         "slice",
         help="write a time slice of a run's subsystem as a ROOT file",
         description="Minutes count from the run start (its earliest snapshot over all "
-        "subsystems); the interval snaps to snapshots.",
+        "subsystems); times may also be UTC (2026-01-01T10:05:00Z). The interval snaps to "
+        "snapshots. The file holds the slice's histograms as the web shows them (the plugin's "
+        "transform applied with the options) and the plugin's derived histograms.",
     )
     _storage_arguments(exporter)
     exporter.add_argument("--run", type=int, required=True)
     exporter.add_argument("--subsystem", required=True, help="e.g. EMC")
-    exporter.add_argument("--start", type=float, default=0.0, help="minutes (default 0)")
-    exporter.add_argument("--end", default="end", help="minutes, or 'end' (default)")
+    exporter.add_argument(
+        "--start", default="0", help="minutes from the run start (default 0), or a UTC time"
+    )
+    exporter.add_argument("--end", default="end", help="minutes, a UTC time, or 'end' (default)")
     exporter.add_argument("-o", "--output", required=True, help="ROOT file to write")
     exporter.add_argument(
-        "--option", action="append", metavar="KEY=VALUE", help="slice option (repeatable)"
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="processing option of the subsystem's plugin, as in the web form (repeatable), "
+        "e.g. hot_channel_threshold=5",
     )
     exporter.set_defaults(handler=_slice)
 

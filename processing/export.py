@@ -1,18 +1,32 @@
 """``overwatch slice``: write one time slice of a run's subsystem as a ROOT file.
 
+The command line twin of the browser's on-demand slices: the request is
+checked by the same code (:func:`processing.ondemand_spec.validate_request`,
+with flags named in the messages) and the slice is computed by the same
+service (:meth:`processing.ondemand.SliceService.compute`), so a file
+written here holds what the web page shows for the same interval and options.
+
 Times are minutes relative to the run start, which is the earliest processed
 snapshot of the run across all its subsystems (so the same minute means the
-same instant for every subsystem of a run). ``end`` may be the word ``end``
-(the latest snapshot). The interval snaps to snapshots as ``SliceReader.slice``
-does: ``start`` 0 (or anything at or before the subsystem's first snapshot)
-means "from the run start", i.e. the slice includes the first snapshot's content.
+same instant for every subsystem of a run), or absolute UTC times
+(``2026-01-01T10:05:00Z``). ``end`` may be the word ``end`` (the latest
+snapshot). The interval snaps to snapshots as ``SliceReader.slice`` does:
+``start`` 0 (or anything at or before the subsystem's first snapshot) means
+"from the run start", i.e. the slice includes the first snapshot's content.
 
-Every histogram of the slice is written with its Σw², entries and running
-sums, at its path (directories created), so ROOT or uproot reads it as any
-other file. The file appears atomically.
+Options (``--option KEY=VALUE``, repeatable) are the subsystem plugin's
+processing options (``overwatch.plugins.OptionSpec``); unknown names, wrong
+types and values out of range are refused, all at once, naming each.
 
-``options`` (``--option KEY=VALUE``) are the hook for plugin options of a
-later version; none are defined yet, so any option is refused by name.
+What is written (decided to match the web page): every histogram of the
+slice **as shown**, i.e. after the plugin's ``transform`` with the options
+(EMC ``scale_by_events=true`` writes contents and errors divided by the
+events in the slice), plus the plugin's **derived** histograms (projections,
+rates, energy axes...) computed with the options. With the default options
+nothing is transformed, so the file holds the plain subtraction. Each
+histogram keeps its Σw², entries and running sums, at its path (directories
+created), so ROOT or uproot reads it as any other file. The file appears
+atomically.
 """
 
 from __future__ import annotations
@@ -20,19 +34,20 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import ZODB
 
 from overwatch import rootio
-from overwatch.store.db import read
-from processing.slices import SliceRangeError, SliceReader, UnknownRun, snap_interval
+from overwatch.config import ProcessingSettings
+from processing.ondemand import SliceService, run_start
+from processing.ondemand_spec import CLI_LABELS, SliceRequestError
 
 log = logging.getLogger(__name__)
 
-#: Options a slice understands (name -> help). Plugins will add theirs.
-KNOWN_OPTIONS: dict[str, str] = {}
+__all__ = ["ExportError", "ExportResult", "export_slice", "parse_options", "run_start"]
 
 
 class ExportError(ValueError):
@@ -44,8 +59,11 @@ class ExportResult:
     path: Path
     start: float | None  # base snapshot (None: the run start)
     end: float
-    n_histograms: int
+    n_histograms: int  # written, derived ones included
     left_out: list[str]
+    derived: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    slice_id: str = ""
 
 
 def parse_options(items: list[str] | None) -> dict[str, str]:
@@ -59,19 +77,26 @@ def parse_options(items: list[str] | None) -> dict[str, str]:
     return options
 
 
-def run_start(db: ZODB.DB, run: int) -> float:
-    """Earliest processed snapshot of a run over all its subsystems."""
-
-    def work(ow) -> float:
-        run_object = ow.runs.get(run)
-        if run_object is None:
-            raise UnknownRun(f"run {run} is unknown (not processed yet?)")
-        starts = [s.start for s in run_object.subsystems.values() if len(s.snapshots)]
-        if not starts:
-            raise UnknownRun(f"run {run} has no processed snapshot")
-        return min(starts)
-
-    return read(db, work)
+def request_message(error: SliceRequestError) -> str:
+    """One line naming every bad flag (unknown options together, as the user typed them)."""
+    unknown = [
+        name.removeprefix("options.")
+        for name, why in error.fields.items()
+        if name.startswith("options.") and why.startswith("unknown slice option")
+    ]
+    parts = []
+    if unknown:
+        known = error.fields[f"options.{unknown[0]}"].rpartition("(known: ")[2].rstrip(")")
+        parts.append(f"unknown slice option(s) {', '.join(unknown)} (known: {known})")
+    for name, why in error.fields.items():
+        if name.removeprefix("options.") in unknown:
+            continue
+        if name.startswith("options."):
+            why = f"{CLI_LABELS['options']} {name.removeprefix('options.')}: {why}"
+        elif name in ("start", "end") and not why.startswith(CLI_LABELS[name]):
+            why = f"{CLI_LABELS[name]}: {why}"
+        parts.append(why)
+    return "; ".join(parts)
 
 
 def export_slice(
@@ -79,44 +104,29 @@ def export_slice(
     db: ZODB.DB,
     run: int,
     subsystem: str,
-    start: float,
-    end: float | str,
+    start: float | str | None,
+    end: float | str | None,
     output: str | Path,
     options: dict[str, str] | None = None,
+    *,
+    settings: ProcessingSettings | None = None,
 ) -> ExportResult:
-    """Write the slice [start, end] (run-relative minutes) to ``output`` as a ROOT file."""
-    options = options or {}
-    unknown = sorted(set(options) - set(KNOWN_OPTIONS))
-    if unknown:
-        known = ", ".join(sorted(KNOWN_OPTIONS)) or "none are defined yet"
-        raise ExportError(f"unknown slice option(s) {', '.join(unknown)} (known: {known})")
-    if start < 0:
-        raise ExportError(f"--start {start:g}: minutes count from the run start, so use 0 or more")
-    if isinstance(end, str) and end != "end":
-        raise ExportError(f"--end {end!r}: give minutes or the word 'end'")
-    if not isinstance(end, str) and start >= end:
-        raise ExportError(f"--start {start:g} must be less than --end {end:g}")
-    reader = SliceReader(data_dir, db)
-    begin = run_start(db, run)
-    times = reader.snapshot_times(run, subsystem)
-    start_ts = begin + 60.0 * start
-    end_ts = times[-1] if end == "end" else begin + 60.0 * float(end)
-    if end == "end" and start_ts > times[-1]:
-        raise SliceRangeError(
-            f"--start {start:g} is after the last snapshot "
-            f"(minute {(times[-1] - begin) / 60.0:.2f}) of run {run} {subsystem}"
-        )
+    """Write the slice [start, end] with ``options`` to ``output`` as a ROOT file.
+
+    Raises ExportError (bad flags: one message naming each), UnknownRun or
+    UnknownSubsystem (LookupError), ``CacheError`` (cache file gone).
+    """
+    service = SliceService(data_dir, db, settings=settings)
     try:
-        base, last = snap_interval(times, None if start_ts <= times[0] else start_ts, end_ts)
-    except SliceRangeError as error:
-        first, final = ((t - begin) / 60.0 for t in (times[0], times[-1]))
-        raise SliceRangeError(
-            f"{error}; run {run} {subsystem} has snapshots from minute {first:.2f} to {final:.2f}"
-        ) from error
-    histograms = reader.slice_between(run, subsystem, base, last)
-    left_out = [p for p, _ in reader.paths_at(run, subsystem, last) if p not in histograms]
-    if left_out:
-        log.warning("left out of the slice (binning changed): %s", ", ".join(left_out))
+        spec = service.validate(
+            run, subsystem, start=start, end=end, options=options or {}, labels=CLI_LABELS
+        )
+    except SliceRequestError as error:
+        raise ExportError(request_message(error)) from error
+    result = service.compute(spec)
+    if result.left_out:
+        log.warning("left out of the slice (binning changed): %s", ", ".join(result.left_out))
+    histograms = result.shown_all()
     if not histograms:
         raise ExportError("the slice holds no histogram (every binning changed within it)")
     output = Path(output)
@@ -132,4 +142,13 @@ def export_slice(
         Path(temporary).unlink(missing_ok=True)
         raise
     log.info("wrote %d histograms of run %d %s to %s", len(histograms), run, subsystem, output)
-    return ExportResult(output, base, last, len(histograms), left_out)
+    return ExportResult(
+        output,
+        spec.start,
+        spec.end,
+        len(histograms),
+        result.left_out,
+        result.derived,
+        spec.option_values,
+        result.slice_id,
+    )

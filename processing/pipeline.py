@@ -12,8 +12,16 @@ snapshot:
    raw content is taken from that file instead;
 3. its effective cumulative is computed (``processing.resets``) and written
    atomically to the cache;
-4. record, latest slice (this cumulative minus the previous) and run metadata
-   are committed in one idempotent transaction (``processing.records``).
+4. its latest slice (this cumulative minus the previous) goes through the
+   detector plugin, trending and checks (``processing.live``); the slice's
+   trend point is stored before step 5;
+5. record, latest slice, run metadata, the slice's results (quality, check
+   results, annotations, plugin errors on the Subsystem) and the alarms they
+   raise are committed in one idempotent transaction (``processing.records``).
+   Notifications leave only after that commit.
+
+``Pipeline(..., analysis=False)`` skips step 4 (plugins, trends, checks and
+alarms): the plain pipeline, for benchmarks and for tests of the data path.
 
 Run metadata: ``Subsystem.start``/``end`` are its first and last snapshot
 (``Run.start``/``end`` span the subsystems; a run is ongoing while
@@ -28,7 +36,9 @@ Late snapshots: a file whose timestamp is older than one already processed for
 the same subsystem is inserted where it belongs. The snapshots after it are
 recomputed from the cache (their raw content is ``eff - offsets``) so counter
 resets stay right, and the slice of the next one now starts at the late one.
-Nothing is re-read from ROOT.
+Nothing is re-read from ROOT. The trend store is rewound to the late time and
+the points of the late and every later slice are appended again; the checks
+(and alarms) run once, on the subsystem's newest slice.
 
 Bad input: a corrupt, truncated or empty snapshot, or one whose name holds no
 valid time, is recorded in ``Subsystem.bad_snapshots`` with the reason and
@@ -41,21 +51,26 @@ from __future__ import annotations
 
 import bisect
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import ZODB
 
 from overwatch import timestamps
 from overwatch.config import ProcessingSettings
-from overwatch.store.layout import SNAPSHOT_FILE, DataDir
+from overwatch.store.layout import DataDir
 from processing import records
-from processing.cache import ArrayCache, CachedSnapshot, CacheError
+from processing.alarms import AlarmManager
+from processing.cache import ArrayCache, CachedSnapshot
+from processing.chain_states import Chain, ChainStates
+from processing.checks import CheckEngine
 from processing.encode import SnapshotEncoder
+from processing.live import LatestResults, LiveAnalysis, slice_histograms
 from processing.resets import advance, align
+from processing.scanner import Scanner
+
+__all__ = ["Chain", "Key", "PassReport", "Pipeline", "Scanner"]
 
 log = logging.getLogger(__name__)
 
@@ -69,74 +84,27 @@ class PassReport:
     failed: list[str] = field(default_factory=list)  # "Run<N>/<SYS>: error"
 
 
-class Scanner:
-    """Lists snapshot files, skipping subsystem directories unchanged since last time."""
+class Pipeline(ChainStates):
+    """Processes snapshot files of one data directory into the cache and the database.
 
-    SETTLE = 2.0  # seconds: a directory modified this recently is listed again (mtime ticks)
-
-    def __init__(self, data_dir: str | Path) -> None:
-        self.data = DataDir(data_dir)
-        self._seen: dict[Path, tuple[int, float]] = {}
-
-    def scan(self, force: set[Key] | None = None) -> dict[Key, list[str]]:
-        force = force or set()
-        found: dict[Key, list[str]] = {}
-        root = self.data.root
-        if not root.is_dir():
-            return found
-        for run_entry in os.scandir(root):
-            if not (run_entry.name.startswith("Run") and run_entry.name[3:].isdigit()):
-                continue
-            if not run_entry.is_dir():
-                continue
-            run = int(run_entry.name[3:])
-            for sub_entry in os.scandir(run_entry.path):
-                if not sub_entry.is_dir():
-                    continue
-                key = (run, sub_entry.name)
-                path = Path(sub_entry.path)
-                mtime = sub_entry.stat().st_mtime_ns
-                seen = self._seen.get(path)
-                if key not in force and seen and seen[0] == mtime:
-                    if seen[1] - mtime / 1e9 > self.SETTLE:
-                        continue
-                listed_at = time.time()
-                names = [
-                    n
-                    for n in os.listdir(path)
-                    if SNAPSHOT_FILE.match(n) and n.startswith(f"{sub_entry.name}hists.")
-                ]
-                self._seen[path] = (mtime, listed_at)
-                found[key] = names
-        return found
-
-
-@dataclass
-class Chain:
-    """In-memory view of one run's subsystem: what is processed, what is cached."""
-
-    run: int
-    subsystem: str
-    times: list[float]  # processed, ascending
-    bad: set[str]
-    cached: dict[str, str]  # snapshot stem -> cache file name
-    names: dict[float, str] = field(default_factory=dict)  # timestamp -> file name
-    parsed: dict[str, float | None] = field(default_factory=dict)  # file name -> timestamp
-    last: CachedSnapshot | None = None
-
-    def name_of(self, ts: float) -> str:
-        name = self.names.get(ts)
-        return name or timestamps.snapshot_filename(self.subsystem, timestamps.from_unix(ts))
-
-
-class Pipeline:
-    """Processes snapshot files of one data directory into the cache and the database."""
+    ``checks`` (loaded once, see :func:`processing.live.load_engine`) judge every
+    new latest slice; without them qualities stay Null. ``alarms`` turns those
+    qualities into alarms in the snapshot's transaction (None: no alarms, as
+    for ``db rebuild``). ``analysis=False`` is the plain pipeline (no plugins,
+    trends, checks or alarms). ``rebuild_trends`` starts every trend store
+    afresh (``db rebuild``).
+    """
 
     def __init__(
         self,
         data_dir: str | Path,
         db: ZODB.DB,
         settings: ProcessingSettings | None = None,
+        *,
+        checks: CheckEngine | None = None,
+        alarms: AlarmManager | None = None,
+        analysis: bool = True,
+        rebuild_trends: bool = False,
     ) -> None:
         self.settings = settings or ProcessingSettings()
         self.data = DataDir(data_dir)
@@ -145,6 +113,12 @@ class Pipeline:
         self.encoder = SnapshotEncoder()
         self.scanner = Scanner(data_dir)
         self.chains: dict[Key, Chain] = {}
+        self.alarms = alarms if analysis else None
+        self.live = (
+            LiveAnalysis(data_dir, self.settings, checks, rebuild_trends=rebuild_trends)
+            if analysis
+            else None
+        )
         self._retry: set[Key] = set()
         self._last_status = 0.0
 
@@ -162,7 +136,7 @@ class Pipeline:
             except Exception as error:  # one subsystem's failure must not stop the others
                 log.exception("processing Run%d/%s failed; will retry", *key)
                 report.failed.append(f"Run{key[0]}/{key[1]}: {error}")
-                self.chains.pop(key, None)
+                self._drop(key)
                 self._retry.add(key)
         for key, chain in self.chains.items():
             if key not in changed:
@@ -196,10 +170,18 @@ class Pipeline:
             self.cache.remove_temporary(*key)
             cached = self.cache.listing(*key)
             chain = Chain(key[0], key[1], sorted(known.times), known.bad, cached)
+            if self.live is not None:
+                self.live.open(key, chain.times)
             if len(self.chains) > 32:  # keep memory bounded: old runs are rarely touched
-                self.chains.pop(next(iter(self.chains)))
+                self._drop(next(iter(self.chains)))
             self.chains[key] = chain
         return chain
+
+    def _drop(self, key: Key) -> None:
+        """Forget a chain's memory (after a failure: the next pass resumes from what is committed)."""
+        self.chains.pop(key, None)
+        if self.live is not None:
+            self.live.forget(key)
 
     def _process_directory(self, key: Key, names: list[str], report: PassReport) -> None:
         chain = self._chain(key)
@@ -299,142 +281,40 @@ class Pipeline:
                 log.info("Run%d/%s %s arrived late: recomputing %d later snapshot(s)",
                          chain.run, chain.subsystem, name, len(later))  # fmt: skip
                 outcome.later = self._recompute(chain, current, later)
-            records.commit_outcome(self.db, outcome)
+            if self.live is not None:
+                outcome.latest = self._analyse(chain, previous_ts, current, aligned, later)
+            records.commit_outcome(self.db, outcome, self.alarms)
         except BaseException:
-            self.chains.pop((chain.run, chain.subsystem), None)
+            self._drop((chain.run, chain.subsystem))
             raise
         chain.last = current if not later else None
         report.processed += 1
 
-    # -- states --------------------------------------------------------------------
-    def _load(self, chain: Chain, stem: str, ts: float) -> CachedSnapshot | None:
-        name = chain.cached.get(stem)
-        if name is None:
-            return None
-        try:
-            return self.cache.load(chain.run, chain.subsystem, name, ts)
-        except CacheError as error:
-            log.warning("ignoring cache of %s: %s", stem, error)
-            return None
+    # -- analysis ------------------------------------------------------------------
+    def _analyse(self, chain: Chain, previous_ts, current, aligned, later) -> LatestResults:
+        """Trend points (stored) and results of the new slice; after a late one, of all later.
 
-    def _state(self, chain: Chain, ts: float) -> CachedSnapshot:
-        """The cached state of a processed snapshot, regenerated from the files if lost."""
-        if chain.last is not None and chain.last.timestamp == ts:
-            return chain.last
-        state = self._load(chain, chain.name_of(ts)[: -len(".root")], ts)
-        if state is not None:
-            return state
-        # Walk back to the latest snapshot whose cache survived, then regenerate forward.
-        index = chain.times.index(ts)
-        first = index
-        base = None
-        while first > 0 and base is None:
-            earlier = chain.times[first - 1]
-            base = self._load(chain, chain.name_of(earlier)[: -len(".root")], earlier)
-            if base is None:
-                first -= 1
-        for position in range(first, index + 1):
-            base = self._regenerate(chain, position, base)
-        return base
-
-    def _regenerate(self, chain: Chain, position: int, previous) -> CachedSnapshot:
-        ts = chain.times[position]
-        path = self.data.subsystem_dir(chain.run, chain.subsystem) / chain.name_of(ts)
-        log.warning("Run%d/%s: cache of %s missing: regenerating it from the snapshot",
-                    chain.run, chain.subsystem, path.name)  # fmt: skip
-        try:
-            encoded = self.encoder.read(path)
-        except Exception as error:
-            raise CacheError(f"cannot regenerate the cache of {path}: {error}") from error
-        aligned = align(encoded.layout, previous, self._older(chain, position))
-        state = advance(encoded.layout, encoded.raw, aligned, self.settings.reset_tolerance)
-        self._store(chain, path.name[: -len(".root")], None, encoded.layout, state)
-        return CachedSnapshot(ts, encoded.layout, state.eff, state.off)
-
-    def _older(self, chain: Chain, index: int):
-        """Snapshots before position ``index - 1``, newest first, holding wanted paths."""
-
-        def search(wanted: set[str]):
-            wanted = set(wanted)
-            for position in range(index - 2, -1, -1):
-                ts = chain.times[position]
-                name = chain.cached.get(chain.name_of(ts)[: -len(".root")])
-                try:
-                    layout = self.cache.layout(chain.run, chain.subsystem, name.rsplit(".", 2)[1])
-                except (CacheError, AttributeError, IndexError):
-                    layout = None
-                if layout is not None and not (wanted & layout.index.keys()):
-                    continue
-                state = self._state(chain, ts)
-                found = wanted & state.layout.index.keys()
-                if found:
-                    yield state
-                    wanted -= found
-                    if not wanted:
-                        return
-
-        return search
-
-    def _store(self, chain: Chain, stem: str, existing, layout, state) -> tuple[str, bool]:
-        """Write the cache file unless an equal one is there; (path, whether written).
-
-        Equal: same layout and offsets, and contents equal up to the rounding of
-        ``raw = eff - offsets`` (the existing file is then the exact answer, so a
-        crash and a restart leave bit-identical files).
+        Returns the results of the subsystem's newest slice, the one its
+        latest-slice fields and alarms describe.
         """
-        if existing is not None and _same(existing, layout, state):
-            state.eff, state.off = existing.eff, existing.off
-            return self.cache.relative(chain.run, chain.subsystem, chain.cached[stem]), False
-        relative = self.cache.write(chain.run, chain.subsystem, stem, layout, state.eff, state.off)
-        chain.cached[stem] = Path(relative).name
-        return relative, True
-
-    def _recompute(self, chain: Chain, inserted: CachedSnapshot, later: list[float]):
-        """Carry a late snapshot's state forward through the ones recorded after it."""
-        updates: list[records.LaterUpdate] = []
-        previous = inserted
-        for position, ts in enumerate(later):
-            current = self._state(chain, ts)
-            index = chain.times.index(ts)
-            aligned = align(current.layout, previous, self._older(chain, index))
-            state = advance(current.layout, current.raw(), aligned, self.settings.reset_tolerance)
-            stem = chain.name_of(ts)[: -len(".root")]
-            _, changed = self._store(chain, stem, current, current.layout, state)
-            recomputed = CachedSnapshot(ts, current.layout, state.eff, state.off)
-            updates.append(
-                records.LaterUpdate(
-                    ts,
-                    resets=len(state.resets),
-                    start=inserted.timestamp if position == 0 else None,
-                    n_events=self._events(chain, recomputed) if ts == chain.times[-1] else None,
-                )
-            )
-            nxt = later[position + 1] if position + 1 < len(later) else None
-            if not changed and nxt is not None:
-                following = self._load(chain, chain.name_of(nxt)[: -len(".root")], nxt)
-                if following is not None and following.layout.hash == current.layout.hash:
-                    break  # nothing downstream can change any more
-            previous = recomputed
-        return updates
-
-    def _events(self, chain: Chain, state: CachedSnapshot) -> float | None:
-        """Events of the run so far: entries of the configured histogram (effective)."""
-        path = self.settings.events_histogram.get(chain.subsystem)
-        if not path:
-            return None
-        return state.layout.entries_value(state.eff, path)
-
-
-def _same(existing: CachedSnapshot, layout, state) -> bool:
-    if existing.layout.hash != layout.hash:
-        return False
-    if existing.off is None or state.off is None:
-        return (
-            existing.off is None and state.off is None and np.array_equal(existing.eff, state.eff)
+        live, key = self.live, (chain.run, chain.subsystem)
+        histograms = slice_histograms(
+            current.layout, current.eff, aligned.eff, aligned.incompatible
         )
-    return np.array_equal(existing.off, state.off) and np.allclose(
-        existing.eff, state.eff, rtol=1e-12, atol=0.0
-    )
+        if not later:
+            return live.analyse(*key, previous_ts, current.timestamp, histograms)
+        chain.last = None  # the states after the late one were recomputed: read them anew
+        live.rewind(key, current.timestamp)
+        live.analyse(*key, previous_ts, current.timestamp, histograms, evaluate=False)
+        previous = current
+        for position, ts in enumerate(later):
+            state = self._state(chain, ts)
+            before = align(state.layout, previous, self._older(chain, chain.times.index(ts)))
+            histograms = slice_histograms(state.layout, state.eff, before.eff, before.incompatible)
+            newest = position == len(later) - 1
+            results = live.analyse(*key, previous.timestamp, ts, histograms, evaluate=newest)
+            previous = state
+        return results
 
 
 def _transient(error: BaseException) -> bool:

@@ -10,6 +10,17 @@ fast; a deleted or damaged cache file is recreated from the snapshot. With
 recovering notes about unreadable objects inside snapshots, which the cache
 does not keep).
 
+Plugins, trends and checks run as in the live pipeline: every trend store is
+started afresh and refilled point by point in time order (the same series
+as before, and then it keeps growing when processing resumes), and each
+subsystem's latest-slice results (quality, check results, annotations) are
+recomputed. Alarms are not: they record what shifters were told when it
+happened, so a rebuild neither forgets them nor raises them a second time
+(alarms and check states stay as they are).
+
+The checks file is validated before anything is forgotten: an invalid one
+stops the rebuild with its file, line and key.
+
 Stop the processing service before rebuilding: both would write the same runs.
 """
 
@@ -24,6 +35,8 @@ import ZODB
 from overwatch.config import ProcessingSettings
 from overwatch.store.layout import DataDir
 from processing import records
+from processing.checks import CheckEngine
+from processing.live import load_engine
 from processing.pipeline import PassReport, Pipeline
 
 log = logging.getLogger(__name__)
@@ -35,18 +48,26 @@ def rebuild(
     settings: ProcessingSettings | None = None,
     *,
     reread: bool = False,
+    checks: CheckEngine | None = None,
 ) -> PassReport:
-    """Forget all runs, then process every snapshot on disk; returns what was done."""
+    """Forget all runs, then process every snapshot on disk; returns what was done.
+
+    ``checks`` defaults to ``settings.checks_file`` (raises ``CheckConfigError``
+    if it is invalid, before anything is changed).
+    """
+    settings = settings or ProcessingSettings()
     data = DataDir(data_dir)
     if not data.root.is_dir():
         raise FileNotFoundError(f"data directory {data.root} does not exist")
+    if checks is None:
+        checks = load_engine(settings.checks_file)
     if reread:
         cache_root = data.root / "cache"
         if cache_root.exists():
             log.info("deleting the array cache %s", cache_root)
             shutil.rmtree(cache_root)
     records.clear_runs(db)
-    report = Pipeline(data_dir, db, settings).run_until_idle()
+    report = Pipeline(data_dir, db, settings, checks=checks, rebuild_trends=True).run_until_idle()
     log.info(
         "rebuilt: %d snapshots processed, %d bad, %d failures",
         report.processed,

@@ -13,6 +13,15 @@ subsystem and its BTree buckets, the status): histogram descriptions
 ``HistogramInfo.last_seen`` is the last snapshot before a path disappeared;
 for a path in the latest snapshot it is older, and the path is current up to
 ``Subsystem.end``.
+
+The results of the newest slice (quality, group qualities, check results,
+non-empty annotations, plugin errors, ``evaluated_at``) are plain attributes of
+the Subsystem, replaced (never mutated in place) in the same transaction, and
+only when they changed; the alarm manager runs in it too, so an alarm exists
+exactly when the snapshot that raised it is recorded, and its notification is
+sent only once that transaction commits. Check states change only on a quality
+transition, so a steady detector adds nothing but the Subsystem to the write.
+Trend points are not in ZODB at all (``processing.trending``).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import ZODB
 
@@ -33,7 +43,21 @@ from overwatch.store.models import (
     TimeSlice,
 )
 
+if TYPE_CHECKING:
+    from processing.alarms import AlarmManager
+    from processing.live import LatestResults
+
 log = logging.getLogger(__name__)
+
+#: Subsystem attributes holding the newest slice's results (see overwatch.store.models).
+RESULT_FIELDS = (
+    "quality",
+    "group_qualities",
+    "check_results",
+    "annotations",
+    "plugin_errors",
+    "evaluated_at",
+)
 
 
 @dataclass
@@ -64,6 +88,7 @@ class Outcome:
     histograms: list[tuple[str, str]] | None = None  # (path, class) when the path set changed
     gone: list[str] = field(default_factory=list)  # paths absent since this snapshot
     later: list[LaterUpdate] = field(default_factory=list)
+    latest: LatestResults | None = None  # results of the subsystem's newest slice
 
 
 def _subsystem(root, run_number: int, name: str) -> Subsystem:
@@ -79,8 +104,13 @@ def _subsystem(root, run_number: int, name: str) -> Subsystem:
     return subsystem
 
 
-def commit_outcome(db: ZODB.DB, o: Outcome) -> bool:
-    """Record a processed snapshot; True if it was new (False: already there, nothing doubled)."""
+def commit_outcome(db: ZODB.DB, o: Outcome, alarms: AlarmManager | None = None) -> bool:
+    """Record a processed snapshot; True if it was new (False: already there, nothing doubled).
+
+    With ``o.latest`` the slice's results replace the Subsystem's, and
+    ``alarms`` (if given) updates the alarms from its check evaluation, in the
+    same transaction.
+    """
 
     def work(root) -> bool:
         sub = _subsystem(root, o.run, o.subsystem)
@@ -113,6 +143,11 @@ def commit_outcome(db: ZODB.DB, o: Outcome) -> bool:
                 sub.n_events = o.n_events
         if o.histograms is not None and (new or not len(sub.histograms)):
             _update_histograms(sub, o, ts)
+        latest = o.latest
+        if latest is not None and latest.timestamp >= sub.end:
+            _set_results(sub, latest)
+            if alarms is not None and latest.evaluation is not None:
+                alarms.update(overwatch_root(root), latest.evaluation, time.time())
         status = overwatch_root(root).processing
         if new:
             status.snapshots_processed += 1
@@ -128,6 +163,20 @@ def _set_slice(sub: Subsystem, run: int, name: str, start, end: float, n: int) -
     current = sub.slices.get(end)
     if current is None or current.start != start or current.n_histograms != n:
         sub.slices[end] = TimeSlice(run, name, start, end, n)
+
+
+def _set_results(sub: Subsystem, latest: LatestResults) -> None:
+    values = {
+        "quality": latest.quality,
+        "group_qualities": dict(latest.group_qualities),
+        "check_results": tuple(latest.check_results),
+        "annotations": dict(latest.annotations),
+        "plugin_errors": tuple(latest.plugin_errors),
+        "evaluated_at": float(latest.timestamp),
+    }
+    for name in RESULT_FIELDS:
+        if getattr(sub, name) != values[name]:
+            setattr(sub, name, values[name])
 
 
 def _apply_later(sub: Subsystem, o: Outcome, update: LaterUpdate) -> None:

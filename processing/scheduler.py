@@ -13,6 +13,11 @@ which APScheduler would only refuse), and after it returns a job listener
 re-arms it if one slipped in at the very end. Notices are only hints
 (the pass scans the data directory anyway), so a dropped notice delays
 processing by at most one interval.
+
+Alarm notifications: the service owns the notification dispatcher the
+pipeline's alarm manager hands notices to. It is started before the first
+pass and stopped after the last one: notices of that pass still queued get
+``drain`` seconds to go out, then whatever is left is logged as not sent.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import zmq
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from processing.alarms import NotificationDispatcher
 from processing.pipeline import Key, Pipeline
 
 log = logging.getLogger(__name__)
@@ -74,10 +80,18 @@ class ProcessingService:
     """The scheduled pipeline plus its notice listener."""
 
     def __init__(
-        self, pipeline: Pipeline, interval: float, notify_address: str | None = None
+        self,
+        pipeline: Pipeline,
+        interval: float,
+        notify_address: str | None = None,
+        *,
+        dispatcher: NotificationDispatcher | None = None,
+        drain: float = 2.0,
     ) -> None:
         self.pipeline = pipeline
         self.interval = interval
+        self.dispatcher = dispatcher
+        self.drain = drain
         self._hints: set[Key] = set()
         self._lock = threading.Lock()
         self._pending = threading.Event()
@@ -92,6 +106,8 @@ class ProcessingService:
         return self._listener.address if self._listener else None
 
     def start(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.start()
         self._scheduler.add_job(
             self._job,
             "interval",
@@ -160,3 +176,7 @@ class ProcessingService:
             self._listener.join(timeout=5)
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
+        if self.dispatcher is not None:
+            if not self.dispatcher.wait_idle(self.drain):
+                log.warning("alarm notifications still pending after %gs: stopping", self.drain)
+            self.dispatcher.stop()

@@ -4,6 +4,7 @@
 ``GET /api/runs/<run>``                                    one run and its subsystems
 ``GET /api/runs/<run>/<sys>/histograms``                   paths, classes, groups
 ``GET /api/runs/<run>/<sys>/histograms/<path>?slice=...``  one histogram, ROOT TBufferJSON
+    (``slice``: cumulative, latest, or an on-demand slice's id or link: ``webapp.slices``)
 ``GET /api/runs/<run>/<sys>/snapshots``                    snapshot files (download links)
 ``GET /healthz``                                           no login; is the database there?
 
@@ -21,9 +22,8 @@ from flask import Blueprint, Response, request, url_for
 
 from overwatch.store.db import read
 from processing.cache import CacheError
-from webapp import queries
+from webapp import plugin_view, queries
 from webapp.context import overwatch, resources
-from webapp.groups import group_histograms
 from webapp.histjson import SLICES
 from webapp.http import encoded_response, json_error, json_response
 from webapp.paths import UnsafePath, check_path, check_subsystem, quote_path
@@ -42,9 +42,10 @@ def histogram_listing(run: int, subsystem: str) -> dict[str, Any]:
 
     Raises LookupError (404) for an unknown run or subsystem.
     """
-    pairs = resources().reader.histogram_paths(run, subsystem)
+    # Raw histograms, then the detector plugin's derived ones and stacks, in the plugin's groups.
+    pairs = plugin_view.listed_pairs(run, subsystem)
     infos = queries.histogram_infos(overwatch(), run, subsystem)
-    groups = group_histograms(pairs)
+    groups = plugin_view.group_pairs(subsystem, pairs)
     group_of = {path: name for name, paths in groups.items() for path in paths}
     base = url_for("api.histograms", run=run, subsystem=subsystem)
     return {
@@ -115,14 +116,16 @@ def snapshots(run: int, subsystem: str) -> Response:
 @bp.route("/api/runs/<int:run>/<subsystem>/histograms/<path:path>")
 def histogram(run: int, subsystem: str, path: str) -> Response:
     view = request.args.get("slice", "cumulative")
-    if view not in SLICES:
-        return json_error(f"slice must be one of {', '.join(SLICES)}, got {view!r}", 400)
     try:
         check_path(path)
     except UnsafePath as error:
         return json_error(f"refused histogram path: {error}", 400)
     if not check_subsystem(subsystem):
         return json_error(f"subsystem {subsystem!r} not found in run {run}", 404)
+    if view not in SLICES:  # an on-demand slice: its id or link (webapp.slices says if bad)
+        from webapp.slices import histogram_response
+
+        return histogram_response(run, subsystem, path, view)
     try:
         encoded = resources().histograms.get(run, subsystem, path, view)
     except LookupError as error:

@@ -4,6 +4,8 @@
 overrides (``db=``, ``data_dir=``, ``secret_key=``). Blueprints, one per area:
 ``auth`` (login/logout), ``pages`` (run list, run and histogram pages),
 ``api`` (JSON), ``status`` (data-path health) and ``download`` (snapshot files).
+``alarms`` (list, acknowledge), ``trends`` (time graphs) and ``plugin_view``
+(detector plugin groups, stacks, derived histograms, display, plugin errors).
 Nothing here opens the database: the first request of each process does
 (see :mod:`webapp.context`), which keeps the app safe to build before a fork.
 """
@@ -20,7 +22,19 @@ from flask import Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from overwatch.config import Settings, load_settings
-from webapp import api, auth, download, pages, queries, status
+from webapp import (
+    alarms,
+    api,
+    auth,
+    download,
+    pages,
+    plugin_view,
+    queries,
+    reference,
+    slices,
+    status,
+    trends,
+)
 from webapp.context import EXTENSION, Resources, close_connection
 from webapp.http import OverwatchFlask, compress, json_error
 from webapp.security import load_secret_key
@@ -68,6 +82,10 @@ def create_app(
     auth.init_app(app)
     for blueprint in (pages.bp, api.bp, status.bp, download.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(reference.bp)  # reference-run comparison and overlays
+    for blueprint in (alarms.bp, trends.bp, plugin_view.bp):  # plugins, qualities, alarms, trends
+        app.register_blueprint(blueprint)
+    app.register_blueprint(slices.bp)  # on-demand time slices
     app.after_request(_finish)
     _register_errors(app)
     _register_template_helpers(app)

@@ -7,6 +7,9 @@ encoded JSON (plain and gzip) is kept in a small LRU keyed by
 processing adds a snapshot, so a cached entry is never stale; the ETag is
 derived from the same key, so an unchanged histogram answers 304 without
 being looked at.
+
+A path that is not in the snapshot may be a detector plugin's derived
+histogram or stack (``webapp.plugin_view.plugin_object``), served alike.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from overwatch.jsroot import to_json_bytes, to_jsroot
+from processing.slices import UnknownHistogram
 
 if TYPE_CHECKING:
     from webapp.context import Resources
@@ -128,10 +132,19 @@ class HistogramJSON:
         if cached is not None:
             return cached
         reader = self._resources.reader
-        if view == "latest":
-            histogram = reader.latest_slice(run, subsystem, path)
-        else:
-            histogram = reader.cumulative(run, subsystem, path)
-        encoded = encode(to_json_bytes(to_jsroot(histogram)), make_etag(*key))
+        try:
+            if view == "latest":
+                histogram = reader.latest_slice(run, subsystem, path)
+            else:
+                histogram = reader.cumulative(run, subsystem, path)
+            obj = to_jsroot(histogram)
+        except UnknownHistogram as missing:  # a detector plugin's derived histogram or stack?
+            from webapp.plugin_view import plugin_object
+
+            try:
+                obj = plugin_object(run, subsystem, path, view)
+            except UnknownHistogram:
+                raise missing from None
+        encoded = encode(to_json_bytes(obj), make_etag(*key))
         self.cache.put(key, encoded)
         return encoded

@@ -19,9 +19,9 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
 from overwatch.histogram import dimension_of
-from webapp import queries
+from webapp import plugin_view, queries, slices
 from webapp.api import histogram_listing, ongoing_seconds
-from webapp.context import overwatch, resources
+from webapp.context import overwatch
 from webapp.histjson import SLICES
 from webapp.paths import UnsafePath, check_path, check_subsystem, quote_path
 
@@ -40,9 +40,13 @@ def default_option(class_name: str) -> str:
 
 
 def view_args() -> dict[str, str]:
-    """The slice and draw option from the query string, checked (bad values fall back)."""
+    """The slice and draw option from the query string, checked (bad values fall back).
+
+    A slice other than cumulative/latest is an on-demand slice's link or id,
+    checked by ``webapp.slices.page_slice`` (a malformed one is a 400 page).
+    """
     view = request.args.get("slice", "cumulative")
-    if view not in SLICES:
+    if view not in SLICES and not slices.is_ondemand(view):
         view = "cumulative"
     option = request.args.get("opt", "").strip()[:MAX_OPTION_LENGTH]
     return {"slice": view, "opt": option}
@@ -105,6 +109,7 @@ def subsystem_page(run: int, subsystem: str) -> str:
         group = names[0] if names else ""
     classes = {h["path"]: h["class_name"] for h in listing["histograms"]}
     args = view_args()
+    ondemand = slices.page_slice(run, subsystem, args["slice"])  # None for cumulative/latest
     shown: list[dict[str, Any]] = []
     for g in groups:
         if g["name"] != group:
@@ -114,7 +119,9 @@ def subsystem_page(run: int, subsystem: str) -> str:
                 {
                     "path": path,
                     "class_name": classes[path],
-                    "json": json_url(run, subsystem, path, args["slice"]),
+                    "json": json_url(
+                        run, subsystem, path, ondemand.slice_id if ondemand else args["slice"]
+                    ),
                     "option": args["opt"] or default_option(classes[path]),
                     "page": histogram_url(run, subsystem, path, group=group, **args),
                 }
@@ -140,7 +147,7 @@ def histogram_page(run: int, subsystem: str, path: str) -> str:
         abort(400, f"refused histogram path: {error}")
     if not check_subsystem(subsystem):
         raise queries.NotFound(f"subsystem {subsystem!r} not found in run {run}")
-    classes = dict(resources().reader.histogram_paths(run, subsystem))
+    classes = dict(plugin_view.listed_pairs(run, subsystem))  # derived and stacks too
     if path not in classes:
         raise queries.NotFound(
             f"histogram {path!r} not found in run {run}, subsystem {subsystem!r}"
@@ -154,6 +161,7 @@ def histogram_page(run: int, subsystem: str, path: str) -> str:
         "latest": queries.get_subsystem(root, run, subsystem).end,
     }
     args = view_args()
+    slices.page_slice(run, subsystem, args["slice"])  # a malformed slice link: a 400 page
     group = request.args.get("group", "")
     slice_links = {
         view: histogram_url(run, subsystem, path, slice=view, opt=args["opt"], group=group)
@@ -167,7 +175,7 @@ def histogram_page(run: int, subsystem: str, path: str) -> str:
         path=path,
         info=info,
         args=args,
-        option=args["opt"] or default_option(info["class_name"]),
+        option=args["opt"] or plugin_view.plugin_option(run, subsystem, path, info["class_name"]),
         json=json_url(run, subsystem, path, args["slice"]),
         group=group,
     )

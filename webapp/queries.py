@@ -54,7 +54,8 @@ def get_subsystem(root: OverwatchRoot, run: int, subsystem: str) -> Subsystem:
 
 def _subsystem_summary(sub: Subsystem) -> dict[str, Any]:
     # No "age" here: it would change the body (and so the ETag) every second.
-    return {"snapshots": len(sub.snapshots), "last_snapshot": sub.end}
+    # "quality": rolled-up check quality of the latest slice (Good/Medium/Bad/Null).
+    return {"snapshots": len(sub.snapshots), "last_snapshot": sub.end, "quality": sub.quality}
 
 
 def _run_summary(run: Run, now: float, ongoing_seconds: float) -> dict[str, Any]:
@@ -99,6 +100,8 @@ def run_detail(root: OverwatchRoot, run: int, now: float, ongoing_seconds: float
             "histograms": len(sub.histograms),
             "errors": len(sub.errors),
             "bad_snapshots": len(sub.bad_snapshots),
+            "group_qualities": dict(sub.group_qualities),  # latest slice, plugin group order
+            "evaluated_at": sub.evaluated_at or None,
         }
     return {
         "run": found.number,

@@ -37,6 +37,8 @@ class OverwatchRoot(Persistent):
         self.alarms = IOBTree()  # alarm id -> Alarm (schema 2)
         # (run, subsystem, check, histogram path, trend or "") -> CheckState (schema 2)
         self.check_states = OOBTree()
+        # slice id -> SliceRequest (on-demand slices; created on first use in older databases)
+        self.slice_requests = OOBTree()
 
 
 class ProcessingStatus(Persistent):
@@ -161,6 +163,30 @@ class TimeSlice(Persistent):
         self.key = key
         self.options = PersistentMapping(options or {})
         self.created = time.time()
+
+
+class SliceRequest(Persistent):
+    """An on-demand time slice someone asked for: enough to recompute it in any process.
+
+    Keyed by its id (a hash of run, subsystem, interval and every option, see
+    ``processing.ondemand_spec``). ``start`` is None for a slice from the run
+    start; ``options`` is a plain dict of the validated values (defaults
+    included), replaced, never mutated. The slice's histograms are not stored:
+    web processes keep recent ones in memory and recompute the others from here.
+    """
+
+    def __init__(
+        self, slice_id: str, run: int, subsystem: str, start: float | None, end: float,
+        options: dict,
+    ) -> None:  # fmt: skip
+        self.slice_id = slice_id
+        self.run = run
+        self.subsystem = subsystem
+        self.start = start
+        self.end = end
+        self.options = dict(options)
+        self.created = time.time()
+        self.last_used = self.created
 
 
 class HistogramInfo(Persistent):

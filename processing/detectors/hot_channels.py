@@ -34,6 +34,7 @@ convention of the EMCal cell numbering (ROOT bin = index + 1).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -74,6 +75,7 @@ def live_median(counts: np.ndarray) -> float:
     return float(np.median(live)) if live.size else 0.0
 
 
+@functools.lru_cache(maxsize=4096)  # scipy's isf costs ~0.2 ms; medians repeat (counts)
 def hot_threshold(median: float, multiple: float, p_value: float = P_VALUE) -> float:
     """The count above which a cell is hot: P(X > threshold | multiple * median) <= p_value."""
     return float(stats.poisson.isf(p_value, multiple * median))

@@ -249,11 +249,11 @@ def test_crash_between_cache_and_commit_is_recovered_bit_exactly(tmp_path, db, m
     calls = {"n": 0}
     real_commit = records.commit_outcome
 
-    def dying_commit(database, outcome):
+    def dying_commit(database, outcome, *rest):
         calls["n"] += 1
         if calls["n"] == 3:  # the cache of the third snapshot is written, its commit is not
             raise KeyboardInterrupt("killed")
-        return real_commit(database, outcome)
+        return real_commit(database, outcome, *rest)
 
     monkeypatch.setattr(records, "commit_outcome", dying_commit)
     with pytest.raises(KeyboardInterrupt):

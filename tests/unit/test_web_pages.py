@@ -56,21 +56,23 @@ def test_run_page_draws_the_selected_group_with_state_in_urls(pages) -> None:
     assert pages.get("/runs/1").headers["Location"] == "/runs/1/EMC"
     text = pages.get("/runs/1/TPC?slice=latest&opt=logy").data.decode()
     drawings = [(html.unescape(src), opt) for src, opt in SRC.findall(text)]
-    assert len(drawings) == 10  # group "TPC" (first by name), "Other" holds only "events"
+    # The TPC plugin's first group: the 6 projections it derives from its 3D histogram.
+    assert len(drawings) == 6
     assert all(src.endswith("?slice=latest") and opt == "logy" for src, opt in drawings)
-    assert ("/api/runs/1/TPC/histograms/TPC/trackEtaPhi?slice=latest", "logy") in drawings
-    assert 'href="/runs/1/TPC?group=Other&amp;slice=latest&amp;opt=logy"' in text
+    assert ("/api/runs/1/TPC/histograms/TPC/trackPtEtaPhi_pxy?slice=latest", "logy") in drawings
+    assert 'href="/runs/1/TPC?group=Events&amp;slice=latest&amp;opt=logy"' in text
     assert 'data-slice="cumulative"' in text and 'ow-current" data-slice="latest"' in text
     assert "/download/Run1/TPC/TPChists." in text
 
-    other = pages.get("/runs/1/TPC?group=Other").data.decode()
+    other = pages.get("/runs/1/TPC?group=Events").data.decode()
     assert [src for src, _ in SRC.findall(other)] == [
         "/api/runs/1/TPC/histograms/events?slice=cumulative"
     ]
-    default = pages.get("/runs/1/TPC?group=TPC").data.decode()
+    default = pages.get("/runs/1/TPC?group=Tracks").data.decode()
     options = dict((html.unescape(src).split("?")[0].rsplit("/", 1)[-1], opt)
                    for src, opt in SRC.findall(default))  # fmt: skip
-    assert options["trackEtaPhi"] == "colz" and options["trackPt"] == ""
+    # Without a draw option in the URL, the plugin's display: 2D colz, log axes for pT.
+    assert options["trackEtaPhi"] == "colz" and options["trackPt"] == "logx;logy"
 
 
 def test_histogram_page_with_spaces_in_the_path(pages) -> None:

@@ -210,6 +210,13 @@ window.addEventListener('resize', () => {
   }, 200);
 });
 
+// Other page scripts (slices.js: a moving window's new slice) change data-src, then ask for
+// a redraw: only the drawings whose URL or content changed are drawn again.
+document.addEventListener('ow:redraw', () => {
+  const page = document.getElementById('ow-page');
+  if (page) drawAll(page);
+});
+
 const firstPage = document.getElementById('ow-page');
 if (firstPage) {
   history.replaceState({ overwatch: true }, '', location.href);

@@ -1,0 +1,263 @@
+// Reference comparison on the run page (server side: webapp/reference.py).
+//
+// When the page compares with a reference run (the #ow-reference summary is present):
+// - the compare API fills the summary table and puts a status badge on every figure;
+// - with sort=worst the figures of the group are reordered, worst first;
+// - every <div class="ow-overlay" data-overlay="URL"> is drawn with JSROOT: data and the
+//   reference scaled to it in one pad (the reference with "same", in red), the ratio
+//   data/reference in a small pad below (y range centred on 1, set by the server).
+// The reference is view state kept in the URL (ref=, test=, threshold=, sort=): links and
+// GET forms of the same subsystem that do not carry it get it added, so changing group,
+// slice or draw option keeps the comparison. Pages are swapped without reloads by
+// overwatch.js; a MutationObserver on <main> notices each new #ow-page.
+
+const REFERENCE_PARAMS = ['ref', 'test', 'threshold', 'sort'];
+const STATUSES = ['fail', 'skipped', 'null', 'success'];
+
+let jsrootPromise = null;
+let refreshTimer = null;
+let generation = 0;
+
+function loadJsroot() {
+  if (!jsrootPromise) {
+    // The same module URL as overwatch.js: the browser shares one JSROOT instance.
+    jsrootPromise = import(document.body.dataset.jsroot).then((J) => {
+      J.settings.ZoomWheel = false;
+      return J;
+    });
+  }
+  return jsrootPromise;
+}
+
+function referenceParams() {
+  const current = new URLSearchParams(location.search);
+  return REFERENCE_PARAMS.filter((key) => current.has(key)).map((key) => [key, current.get(key)]);
+}
+
+// Keep the comparison when following the page's own links and forms.
+function carryParams(page) {
+  const form = page.querySelector('.ow-reference-form');
+  if (!form) return;
+  const base = new URL(form.getAttribute('action'), location.href).pathname;
+  const params = referenceParams();
+  if (!params.length) return;
+  const ours = (url) => url.origin === location.origin && (url.pathname === base || url.pathname.startsWith(base + '/'));
+  page.querySelectorAll('a[href]').forEach((link) => {
+    const url = new URL(link.getAttribute('href'), location.href);
+    if (!ours(url) || link.hasAttribute('download')) return;
+    let changed = false;
+    for (const [key, value] of params) {
+      if (!url.searchParams.has(key)) {
+        url.searchParams.set(key, value);
+        changed = true;
+      }
+    }
+    if (changed) link.setAttribute('href', url.pathname + url.search + url.hash);
+  });
+  page.querySelectorAll('form').forEach((other) => {
+    if (other === form || (other.method || 'get').toLowerCase() !== 'get') return;
+    if (!ours(new URL(other.getAttribute('action') || location.href, location.href))) return;
+    for (const [key, value] of params) {
+      if (other.elements.namedItem(key)) continue;
+      const input = document.createElement('input');
+      Object.assign(input, { type: 'hidden', name: key, value });
+      other.append(input);
+    }
+  });
+}
+
+async function fetchJson(url) {
+  const response = await fetch(url, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+  if (response.status === 401) {
+    location.assign(document.body.dataset.login + '?next=' + encodeURIComponent(location.pathname + location.search));
+    throw new Error('signed out');
+  }
+  const text = await response.text();
+  if (!response.ok) {
+    let message = response.statusText;
+    try { message = JSON.parse(text).error || message; } catch (error) { /* not JSON */ }
+    throw new Error(message);
+  }
+  return { text, etag: response.headers.get('ETag') || '' };
+}
+
+function formatNumber(value) {
+  if (value === null || value === undefined) return '–';
+  if (value === 0) return '0';
+  return Math.abs(value) < 1e-3 || Math.abs(value) >= 1e4 ? value.toExponential(2) : value.toPrecision(3);
+}
+
+function badge(status) {
+  const span = document.createElement('span');
+  span.className = `ow-cmp ow-cmp-${status}`;
+  span.textContent = status;
+  return span;
+}
+
+function histogramLink(summary, path) {
+  const base = summary.dataset.pageBase + '/hist/';
+  const url = new URL(base + path.split('/').map(encodeURIComponent).join('/'), location.href);
+  for (const [key, value] of referenceParams()) url.searchParams.set(key, value);
+  return url.pathname + url.search;
+}
+
+function renderSummary(summary, answer) {
+  const counts = summary.querySelector('[data-counts]');
+  counts.textContent = '';
+  for (const status of STATUSES) {
+    const n = answer.counts[status] || 0;
+    if (!n) continue;
+    const item = badge(status);
+    item.textContent = `${n} ${status}`;
+    counts.append(item);
+  }
+  const body = summary.querySelector('tbody');
+  body.textContent = '';
+  for (const result of answer.results) {
+    const row = body.insertRow();
+    row.className = `ow-cmp-row-${result.status}`;
+    row.dataset.path = result.path;
+    row.insertCell().append(badge(result.status));
+    const link = document.createElement('a');
+    link.href = histogramLink(summary, result.path);
+    link.textContent = result.path;
+    row.insertCell().append(link);
+    row.insertCell().textContent = formatNumber(result.pvalue);
+    row.insertCell().textContent = result.statistic === null ? '–' : `${formatNumber(result.statistic)} / ${result.ndf ?? '–'}`;
+    const reason = row.insertCell();
+    reason.textContent = result.reason ? result.reason.replaceAll('_', ' ') : '';
+    if (result.detail) reason.title = result.detail;
+  }
+}
+
+function putBadges(page, byPath) {
+  page.querySelectorAll('.ow-overlay[data-path]').forEach((div) => {
+    const caption = div.closest('.ow-figure')?.querySelector('figcaption');
+    if (!caption) return;
+    caption.querySelectorAll('.ow-cmp').forEach((old) => old.remove());
+    const result = byPath.get(div.dataset.path);
+    if (!result) return;
+    const mark = badge(result.status);
+    mark.title = result.pvalue === null ? (result.reason || '') : `p = ${formatNumber(result.pvalue)}`;
+    caption.prepend(mark);
+  });
+}
+
+// Compared figures worst first; figures not compared (a plugin's derived histograms) after
+// them, in their own order (the sort is stable).
+function reorder(page, answer) {
+  const rank = new Map(answer.results.map((result, index) => [result.path, index]));
+  page.querySelectorAll('.ow-grid').forEach((grid) => {
+    const figures = [...grid.querySelectorAll(':scope > .ow-figure')];
+    const position = (figure) => {
+      const overlay = figure.querySelector('.ow-overlay[data-path]');
+      return (overlay && rank.get(overlay.dataset.path)) ?? rank.size;
+    };
+    figures.sort((a, b) => position(a) - position(b)).forEach((figure) => grid.append(figure));
+  });
+}
+
+function showError(div, message) {
+  div.classList.add('ow-drawing-error');
+  div.querySelectorAll('.ow-overlay-main, .ow-overlay-ratio').forEach((pad) => { pad.textContent = ''; });
+  div.querySelector('.ow-overlay-main').textContent = message;
+}
+
+async function drawOverlay(J, div) {
+  let fetched;
+  try {
+    fetched = await fetchJson(div.dataset.overlay);
+  } catch (error) {
+    showError(div, String(error.message || error));
+    return;
+  }
+  if (div.dataset.etag === fetched.etag && div.querySelector('.ow-overlay-ratio svg')) return;
+  if (!div.isConnected) return;
+  const main = div.querySelector('.ow-overlay-main');
+  const ratio = div.querySelector('.ow-overlay-ratio');
+  try {
+    const overlay = J.parse(fetched.text);
+    const oneD = overlay.data._typename.startsWith('TH1') || overlay.data._typename === 'TProfile';
+    J.cleanup(main);
+    J.cleanup(ratio);
+    main.textContent = '';
+    ratio.textContent = '';
+    div.classList.remove('ow-drawing-error');
+    await J.draw(main, overlay.data, div.dataset.opt || '');
+    await J.draw(main, overlay.reference, oneD ? 'same hist' : 'same box');
+    await J.draw(ratio, overlay.ratio, oneD ? 'E' : 'colz');
+    div.dataset.etag = fetched.etag;
+    div.classList.add('ow-overlay-drawn');
+  } catch (error) {
+    showError(div, 'JSROOT could not draw this comparison: ' + error);
+  }
+}
+
+async function compareAndDraw(page, summary, token) {
+  let answer;
+  try {
+    answer = JSON.parse((await fetchJson(summary.dataset.compare)).text);
+  } catch (error) {
+    summary.querySelector('[data-counts]').textContent = 'comparison failed: ' + (error.message || error);
+    summary.classList.add('ow-reference-failed');
+    return;
+  }
+  if (token !== generation || !page.isConnected) return;
+  renderSummary(summary, answer);
+  const byPath = new Map(answer.results.map((result) => [result.path, result]));
+  putBadges(page, byPath);
+  if (summary.dataset.sort === 'worst') reorder(page, answer);
+  const divs = [...page.querySelectorAll('.ow-overlay[data-overlay]')];
+  if (divs.length) {
+    let J;
+    try {
+      J = await loadJsroot();
+    } catch (error) {
+      divs.forEach((div) => showError(div, 'JSROOT did not load: ' + error));
+      return;
+    }
+    for (const div of divs) { // one after the other: the first ones show quickly
+      if (token !== generation || !page.isConnected) return;
+      await drawOverlay(J, div);
+    }
+  }
+  page.dataset.referenceDrawn = 'done';
+}
+
+function init(page) {
+  clearInterval(refreshTimer);
+  refreshTimer = null;
+  const token = ++generation;
+  if (!page) return;
+  carryParams(page);
+  const summary = page.querySelector('#ow-reference');
+  if (!summary) return;
+  compareAndDraw(page, summary, token);
+  const seconds = Number(page.dataset.refreshDrawings || 0);
+  if (seconds > 0) {
+    refreshTimer = setInterval(() => compareAndDraw(page, summary, token), seconds * 1000);
+  }
+}
+
+let shown = document.getElementById('ow-page');
+init(shown);
+new MutationObserver(() => {
+  const page = document.getElementById('ow-page');
+  if (page !== shown) {
+    if (shown && jsrootPromise) {
+      const old = shown;
+      jsrootPromise.then((J) => old.querySelectorAll('.ow-overlay-main, .ow-overlay-ratio').forEach((pad) => J.cleanup(pad)));
+    }
+    shown = page;
+    init(page);
+  }
+}).observe(document.getElementById('ow-main') || document.body, { childList: true });
+
+let resizeTimer = null;
+window.addEventListener('resize', () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => {
+    if (!jsrootPromise) return;
+    jsrootPromise.then((J) => document.querySelectorAll('.ow-overlay-drawn > div').forEach((pad) => J.resize(pad)));
+  }, 200);
+});
