@@ -15,15 +15,7 @@ yields the rows in time order without sorting. A chunk holds at most
 ``chunk_rows`` rows; then the next chunk starts. Reading one series maps each
 chunk and reads one strided column.
 
-Layouts. A row whose keys are all columns of the current layout reuses it: a
-column without a value in that row holds the *absent* marker (a NaN with a
-private payload, never produced by arithmetic), which readers skip, so a
-histogram that disappears simply stops, and a plugin value missing once does
-not create a layout. A key the current layout lacks (a histogram appears),
-or more than half the columns absent, starts a new layout with exactly the
-row's keys, in the row's order. Everything depends only on the sequence of
-appended rows, so appending the same rows in time order into an empty
-directory (``db rebuild``) reproduces the same series and the same files.
+Layouts (which columns a row is written under): see :mod:`processing.trend_format`.
 
 Time rules for :meth:`TrendStore.append` (timestamps are unix seconds; a point
 is placed at the END of its slice, the snapshot's instant):
@@ -55,109 +47,43 @@ one per thread.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import os
-import re
 import tempfile
-import threading
-from collections import OrderedDict
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from overwatch.store.layout import atomic_write, fsync_directory
+from processing.trend_format import (
+    ABSENT,
+    ABSENT_BITS,
+    CHUNK_FILE,
+    COPY_BLOCK,
+    DEFAULT_CHUNK_ROWS,
+    EMPTY,
+    FORMAT,
+    ITEM,
+    LAYOUT_FILE,
+    MAX_ABSENT_FRACTION,
+    ROW_DTYPE,
+    Chunk,
+    Layout,
+    Series,
+    TrendKey,
+    TrendWindow,
+    digest,
+    read_columns,
+)
 
 log = logging.getLogger(__name__)
-
-TrendKey = tuple[str, str]
-Series = tuple[np.ndarray, np.ndarray]
-
-FORMAT = 1
-DEFAULT_CHUNK_ROWS = 4096
-ROW_DTYPE = np.dtype("<f8")
-ITEM = ROW_DTYPE.itemsize
-#: Bits of the "no value in this row" marker: a quiet NaN with a payload arithmetic never makes.
-ABSENT_BITS = 0x7FF8_0000_0BAD_0001
-ABSENT = np.array([ABSENT_BITS], dtype=np.uint64).view(np.float64)[0]
-#: Reuse the current layout for a row only while at most this fraction of its columns is absent.
-MAX_ABSENT_FRACTION = 0.5
-
-LAYOUT_FILE = re.compile(r"^(\d{6,})-([0-9a-f]{12})\.json$")
-CHUNK_FILE = re.compile(r"^(\d{6,})-([0-9a-f]{12})\.(\d{6,})\.f64$")
-
-_EMPTY = np.empty(0, dtype=np.float64)
-_COPY_BLOCK = 8 << 20
 
 
 class TrendStoreError(RuntimeError):
     """A trend store cannot do what was asked (read-only store, bad values)."""
-
-
-@dataclass(eq=False)
-class _Layout:
-    seq: int
-    id: str
-    columns: tuple[TrendKey, ...]
-    index: dict[TrendKey, int]
-    chunks: list[_Chunk] = field(default_factory=list)
-
-    @property
-    def width(self) -> int:
-        return len(self.columns) + 1
-
-
-@dataclass(eq=False)
-class _Chunk:
-    layout: _Layout
-    number: int
-    path: Path
-    rows: int
-
-
-def _digest(columns: tuple[TrendKey, ...]) -> str:
-    text = json.dumps([list(c) for c in columns], ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
-
-
-# Parsed layouts by (file, mtime, size): immutable once written, and a 5,000-column
-# layout costs milliseconds to parse, which web requests should pay once.
-_layout_cache: OrderedDict[tuple[str, int, int], tuple[tuple[TrendKey, ...], dict]] = OrderedDict()
-_layout_lock = threading.Lock()
-_LAYOUT_CACHE_SIZE = 128
-
-
-def _read_columns(path: Path, digest: str) -> tuple[tuple[TrendKey, ...], dict[TrendKey, int]]:
-    stat = path.stat()
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    with _layout_lock:
-        found = _layout_cache.get(key)
-        if found is not None:
-            _layout_cache.move_to_end(key)
-            return found
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"not a trend layout of format {FORMAT}")
-    raw = data.get("columns")
-    if not isinstance(raw, list) or not all(
-        isinstance(c, list) and len(c) == 2 and all(isinstance(s, str) for s in c) for c in raw
-    ):
-        raise ValueError("'columns' must be a list of [path, value name] pairs")
-    columns = tuple((c[0], c[1]) for c in raw)
-    if _digest(columns) != digest:
-        raise ValueError("its columns do not match the hash in its name")
-    index = {column: i for i, column in enumerate(columns)}
-    if len(index) != len(columns):
-        raise ValueError("a column is listed twice")
-    with _layout_lock:
-        _layout_cache[key] = (columns, index)
-        while len(_layout_cache) > _LAYOUT_CACHE_SIZE:
-            _layout_cache.popitem(last=False)
-    return columns, index
 
 
 class TrendStore:
@@ -188,8 +114,8 @@ class TrendStore:
         #: Points refused because older than the last row (see ``append``).
         self.refused = 0
         self._listing: frozenset[str] | None = None
-        self._layouts: list[_Layout] = []
-        self._chunks: list[_Chunk] = []
+        self._layouts: list[Layout] = []
+        self._chunks: list[Chunk] = []
         self._max_seq = 0
         self._warned: set[str] = set()
         if rebuild:
@@ -217,7 +143,7 @@ class TrendStore:
         """The timestamp of every row, ascending."""
         self._refresh()
         parts = [np.array(self._map(c)[:, 0]) for c in self._chunks if c.rows]
-        return np.concatenate(parts) if parts else _EMPTY.copy()
+        return np.concatenate(parts) if parts else EMPTY.copy()
 
     def last_time(self) -> float | None:
         """Timestamp of the last row, None when empty."""
@@ -253,7 +179,7 @@ class TrendStore:
             times.append(t)
             values.append(v)
         if not times:
-            return _EMPTY.copy(), _EMPTY.copy()
+            return EMPTY.copy(), EMPTY.copy()
         return np.concatenate(times), np.concatenate(values)
 
     def last(self, path: str, name: str, n: int) -> Series:
@@ -292,7 +218,7 @@ class TrendStore:
             values.append(v)
             need -= len(t)
         if not times:
-            return _EMPTY.copy(), _EMPTY.copy()
+            return EMPTY.copy(), EMPTY.copy()
         return np.concatenate(times[::-1]), np.concatenate(values[::-1])
 
     # -- writing ---------------------------------------------------------------------
@@ -369,7 +295,7 @@ class TrendStore:
             log.info("%s: rewound to %.3f: %d row(s) deleted", self.directory, timestamp, dropped)
         return dropped
 
-    def _choose_layout(self, values: Mapping[TrendKey, float]) -> _Layout | None:
+    def _choose_layout(self, values: Mapping[TrendKey, float]) -> Layout | None:
         """The current layout if it can hold this row, None when a new one is needed."""
         current = self._layouts[-1] if self._layouts else None
         if current is None or len(values) > len(current.columns):
@@ -380,7 +306,7 @@ class TrendStore:
         index = current.index
         return current if all(key in index for key in values) else None
 
-    def _row(self, layout: _Layout, timestamp: float, values: Mapping[TrendKey, float]) -> bytes:
+    def _row(self, layout: Layout, timestamp: float, values: Mapping[TrendKey, float]) -> bytes:
         try:
             numbers = np.fromiter(values.values(), dtype=np.float64, count=len(values))
         except (TypeError, ValueError) as error:
@@ -403,7 +329,7 @@ class TrendStore:
             row[positions + 1] = numbers
         return row.tobytes()
 
-    def _new_layout(self, keys: tuple) -> _Layout:
+    def _new_layout(self, keys: tuple) -> Layout:
         for key in keys:
             if not (
                 isinstance(key, tuple)
@@ -414,24 +340,24 @@ class TrendStore:
                 raise TypeError(f"trend keys must be (histogram path, value name), got {key!r}")
         columns: tuple[TrendKey, ...] = keys
         seq = self._max_seq + 1
-        digest = _digest(columns)
-        layout_id = f"{seq:06d}-{digest}"
+        column_hash = digest(columns)
+        layout_id = f"{seq:06d}-{column_hash}"
         text = json.dumps(
             {"format": FORMAT, "columns": [list(c) for c in columns]}, ensure_ascii=False
         )
         self.directory.mkdir(parents=True, exist_ok=True)
         atomic_write(self.directory / f"{layout_id}.json", text.encode("utf-8"), fsync=self.fsync)
-        layout = _Layout(seq, layout_id, columns, {c: i for i, c in enumerate(columns)})
+        layout = Layout(seq, layout_id, columns, {c: i for i, c in enumerate(columns)})
         self._layouts.append(layout)
         self._max_seq = seq
         self._remember(f"{layout_id}.json")
         log.info("%s: trend layout %s with %d columns", self.directory, layout_id, len(columns))
         return layout
 
-    def _new_chunk(self, layout: _Layout) -> _Chunk:
+    def _new_chunk(self, layout: Layout) -> Chunk:
         number = layout.chunks[-1].number + 1 if layout.chunks else 0
         name = f"{layout.id}.{number:06d}.f64"
-        chunk = _Chunk(layout, number, self.directory / name, 0)
+        chunk = Chunk(layout, number, self.directory / name, 0)
         descriptor = os.open(chunk.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.close(descriptor)
         if self.fsync:
@@ -441,7 +367,7 @@ class TrendStore:
         self._remember(name)
         return chunk
 
-    def _write(self, chunk: _Chunk, row: int, data: bytes) -> None:
+    def _write(self, chunk: Chunk, row: int, data: bytes) -> None:
         offset = row * len(data)
         descriptor = os.open(chunk.path, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
@@ -459,7 +385,7 @@ class TrendStore:
         finally:
             os.close(descriptor)
 
-    def _drop_rows(self, chunk: _Chunk, keep: int) -> None:
+    def _drop_rows(self, chunk: Chunk, keep: int) -> None:
         """Keep the first ``keep`` rows of a chunk (deleting the file when none remain).
 
         Never truncated in place: the kept rows go to a new file renamed over
@@ -483,7 +409,7 @@ class TrendStore:
             with open(path, "rb") as source, os.fdopen(handle, "wb") as target:
                 remaining = size
                 while remaining:
-                    block = source.read(min(remaining, _COPY_BLOCK))
+                    block = source.read(min(remaining, COPY_BLOCK))
                     if not block:
                         raise OSError(f"{path} ended before byte {size}")
                     target.write(block)
@@ -522,7 +448,7 @@ class TrendStore:
 
     def _scan(self, names: frozenset[str]) -> None:
         known = {layout.id: layout for layout in self._layouts}
-        layouts: dict[str, _Layout] = {}
+        layouts: dict[str, Layout] = {}
         self._max_seq = 0
         for name in sorted(names):
             match = LAYOUT_FILE.match(name)
@@ -533,15 +459,15 @@ class TrendStore:
             layout_id = name[: -len(".json")]
             previous = known.get(layout_id)
             if previous is not None:
-                layouts[layout_id] = _Layout(seq, layout_id, previous.columns, previous.index)
+                layouts[layout_id] = Layout(seq, layout_id, previous.columns, previous.index)
                 continue
             try:
-                columns, index = _read_columns(self.directory / name, digest)
+                columns, index = read_columns(self.directory / name, digest)
             except (OSError, ValueError) as error:
                 self._warn(name, f"unreadable trend layout {self.directory / name}: {error}")
                 continue
-            layouts[layout_id] = _Layout(seq, layout_id, columns, index)
-        chunks: list[_Chunk] = []
+            layouts[layout_id] = Layout(seq, layout_id, columns, index)
+        chunks: list[Chunk] = []
         for name in names:
             match = CHUNK_FILE.match(name)
             if not match:
@@ -550,7 +476,7 @@ class TrendStore:
             if layout is None:
                 self._warn(name, f"trend chunk {self.directory / name} has no readable layout")
                 continue
-            chunks.append(_Chunk(layout, int(match.group(3)), self.directory / name, 0))
+            chunks.append(Chunk(layout, int(match.group(3)), self.directory / name, 0))
         chunks.sort(key=lambda c: (c.layout.seq, c.layout.id, c.number))
         for chunk in chunks:
             chunk.layout.chunks.append(chunk)
@@ -560,7 +486,7 @@ class TrendStore:
             self._stat(chunk, last=position == len(chunks) - 1)
         self._listing = names
 
-    def _stat(self, chunk: _Chunk, *, last: bool) -> None:
+    def _stat(self, chunk: Chunk, *, last: bool) -> None:
         try:
             size = chunk.path.stat().st_size
         except FileNotFoundError:
@@ -570,7 +496,7 @@ class TrendStore:
         if size % width and not last:
             self._warn(chunk.path.name, f"{chunk.path}: size {size} is not a whole number of rows")
 
-    def _map(self, chunk: _Chunk) -> np.ndarray:
+    def _map(self, chunk: Chunk) -> np.ndarray:
         return np.memmap(
             chunk.path, dtype=ROW_DTYPE, mode="r", shape=(chunk.rows, chunk.layout.width)
         )
@@ -602,7 +528,7 @@ class TrendStore:
                 if other.rows:
                     before = float(self._map(other)[other.rows - 1, 0])
                     break
-            times = np.array(self._map(chunk)[:, 0]) if chunk.rows else _EMPTY
+            times = np.array(self._map(chunk)[:, 0]) if chunk.rows else EMPTY
             previous = np.concatenate([[before if before is not None else -np.inf], times[:-1]])
             bad = np.flatnonzero(~(np.isfinite(times) & (times > previous)))
             if not bad.size:
@@ -647,39 +573,6 @@ class TrendStore:
         if key not in self._warned:
             self._warned.add(key)
             log.warning("%s", message)
-
-
-class TrendWindow(Mapping[TrendKey, Series]):
-    """{(path, name): (times, values)} of the newest ``n`` points, each read on first use.
-
-    Made by :meth:`TrendStore.window` for ``CheckEngine.evaluate(trends=...)``:
-    iterating or testing membership reads no points, and the chunk files are
-    mapped once for all the series a check pass reads.
-    """
-
-    def __init__(self, store: TrendStore, n: int) -> None:
-        self._store = store
-        self._n = n
-        self._keys = dict.fromkeys(store.names())
-        self._maps: dict[tuple, np.ndarray] = {}  # chunk file and rows -> its map
-        self._read: dict[TrendKey, Series] = {}
-
-    def __getitem__(self, key: TrendKey) -> Series:
-        found = self._read.get(key)
-        if found is None:
-            if key not in self._keys:
-                raise KeyError(key)
-            found = self._read[key] = self._store._last(key, self._n, self._maps)
-        return found
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._keys
-
-    def __iter__(self) -> Iterator[TrendKey]:
-        return iter(self._keys)
-
-    def __len__(self) -> int:
-        return len(self._keys)
 
 
 def _is_number(value: object) -> bool:
