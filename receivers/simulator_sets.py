@@ -67,6 +67,15 @@ class Spec:
     mean: np.ndarray | None = None
     sigma: np.ndarray | None = None
 
+    def __post_init__(self) -> None:
+        # ROOT's constructors read "title;x title;y title" and store only the first
+        # part as the title; do the same so snapshots look like ROOT's own files.
+        title, *axis_titles = self.title.split(";")
+        self.title = title
+        for axis, axis_title in zip(self.axes, axis_titles, strict=False):
+            if axis_title and not axis.title:
+                axis.title = axis_title
+
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(axis.nbins + 2 for axis in self.axes)

@@ -250,3 +250,15 @@ def test_other_subsystems_get_a_generic_set():
     snapshot = simulator.snapshot()
     assert {"events", "V0/occupancy", "V0/amplitude"} <= set(snapshot)
     assert snapshot["events"].values[1] == simulator.events() > 0
+
+
+def test_titles_are_split_into_axis_titles_as_root_does() -> None:
+    """ROOT stores "title;x;y" as a title plus axis titles; the simulator's files must too."""
+    simulator = DetectorSimulator(("EMC", "TPC", "HLT"), seed=2)
+    simulator.advance(2)
+    for subsystem in ("EMC", "TPC", "HLT"):
+        for path, histogram in simulator.snapshot(subsystem).items():
+            assert ";" not in histogram.title, path
+    cell_hits = simulator.snapshot("EMC")["EMCal/SM03/cellHits"]
+    assert cell_hits.title == "EMCal SM03 cell hits"
+    assert [axis.title for axis in cell_hits.axes] == ["column (#eta)", "row (#phi)"]
