@@ -55,6 +55,7 @@ class DemoPlan:
     zeo_port: int
     sim_port: int
     notify_port: int
+    web_host: str = "127.0.0.1"
 
     @property
     def db_uri(self) -> str:
@@ -76,6 +77,7 @@ class DemoPlan:
             sim_port=self.sim_port,
             web_port=self.web_port,
             notify_port=self.notify_port,
+            web_host=self.web_host,
             run=self.run,
             interval=self.interval,
             logs=self.data_dir / "logs",
@@ -155,6 +157,7 @@ def run_demo(
     run: int = 1,
     interval: float = 2.0,
     keep: bool = False,
+    host: str = "127.0.0.1",
 ) -> int:
     """Start everything, print the URL and a login, run until Ctrl-C or ``duration``."""
     data_dir = data_dir.resolve()
@@ -170,6 +173,7 @@ def run_demo(
         zeo_port=free_port(),
         sim_port=free_port(),
         notify_port=free_port(),
+        web_host=host,
     )
     if _port_open(web_port):
         print(f"port {web_port} is already in use; choose another with --port", file=sys.stderr)
@@ -243,6 +247,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="run the whole system on simulated detectors")
     parser.add_argument("--data-dir", type=Path, default=Path("demo-data"))
     parser.add_argument("--port", type=int, default=8850, help="web port (default 8850)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="web address (0.0.0.0 inside a container)"
+    )
     parser.add_argument("--duration", type=float, help="stop after SECONDS and check the result")
     parser.add_argument("--run", type=int, default=1, help="simulated run number")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between snapshots")
@@ -253,5 +260,6 @@ def register(subparsers) -> None:
             duration=args.duration,
             run=args.run,
             interval=args.interval,
+            host=args.host,
         )
     )
