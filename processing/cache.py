@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,33 @@ def split_cache_name(name: str) -> tuple[str, str] | None:
         return None
     stem, _, layout_hash = name[: -len(CACHE_SUFFIX)].rpartition(".")
     return (stem, layout_hash) if stem and layout_hash else None
+
+
+def states_covering(
+    wanted: Iterable[str],
+    candidates: Iterable[tuple[Layout | None, Callable[[], CachedSnapshot | None]]],
+) -> Iterator[CachedSnapshot]:
+    """Cached snapshots, newest first, until every wanted path is covered.
+
+    Used to find the earlier state of histograms missing from a slice's base.
+    ``candidates`` gives, newest first, ``(layout, load)`` pairs: a known layout
+    holding none of the still-wanted paths is passed over without loading the
+    file (the layout comes from the file name); ``load()`` returns the snapshot,
+    or None to pass it over.
+    """
+    wanted = set(wanted)
+    for layout, load in candidates:
+        if layout is not None and not wanted & layout.index.keys():
+            continue
+        state = load()
+        if state is None:
+            continue
+        found = wanted & state.layout.index.keys()
+        if found:
+            yield state
+            wanted -= found
+            if not wanted:
+                return
 
 
 class ArrayCache:

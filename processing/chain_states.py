@@ -17,7 +17,7 @@ import numpy as np
 
 from overwatch import timestamps
 from processing import records
-from processing.cache import CachedSnapshot, CacheError
+from processing.cache import CachedSnapshot, CacheError, split_cache_name, states_covering
 from processing.resets import advance, align
 
 log = logging.getLogger("processing.pipeline")
@@ -91,26 +91,20 @@ class ChainStates:
     def _older(self, chain: Chain, index: int):
         """Snapshots before position ``index - 1``, newest first, holding wanted paths."""
 
-        def search(wanted: set[str]):
-            wanted = set(wanted)
+        def candidates():
             for position in range(index - 2, -1, -1):
                 ts = chain.times[position]
                 name = chain.cached.get(chain.name_of(ts)[: -len(".root")])
+                parts = split_cache_name(name) if name else None
                 try:
-                    layout = self.cache.layout(chain.run, chain.subsystem, name.rsplit(".", 2)[1])
-                except (CacheError, AttributeError, IndexError):
+                    layout = (
+                        self.cache.layout(chain.run, chain.subsystem, parts[1]) if parts else None
+                    )
+                except CacheError:
                     layout = None
-                if layout is not None and not (wanted & layout.index.keys()):
-                    continue
-                state = self._state(chain, ts)
-                found = wanted & state.layout.index.keys()
-                if found:
-                    yield state
-                    wanted -= found
-                    if not wanted:
-                        return
+                yield layout, lambda ts=ts: self._state(chain, ts)
 
-        return search
+        return lambda wanted: states_covering(wanted, candidates())
 
     def _store(self, chain: Chain, stem: str, existing, layout, state) -> tuple[str, bool]:
         """Write the cache file unless an equal one is there; (path, whether written).

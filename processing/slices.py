@@ -60,7 +60,13 @@ import ZODB
 from overwatch import timestamps
 from overwatch.histogram import Histogram
 from overwatch.store.db import read
-from processing.cache import ArrayCache, CachedSnapshot, CacheError, split_cache_name
+from processing.cache import (
+    ArrayCache,
+    CachedSnapshot,
+    CacheError,
+    split_cache_name,
+    states_covering,
+)
 from processing.resets import align
 
 log = logging.getLogger(__name__)
@@ -290,9 +296,13 @@ class SliceReader:
     def _older(self, run: int, subsystem: str, times: list[float], base_ts: float):
         """Snapshots before ``base_ts``, newest first, holding some wanted path."""
 
-        def search(wanted: set[str]):
-            listing = self.cache.listing(run, subsystem)
-            wanted = set(wanted)
+        def load(name: str, ts: float) -> CachedSnapshot | None:
+            try:
+                return self.cache.load(run, subsystem, name, ts)
+            except CacheError:
+                return None
+
+        def candidates(listing: dict[str, str]):
             for position in range(bisect.bisect_left(times, base_ts) - 1, -1, -1):
                 ts = times[position]
                 stem = timestamps.snapshot_filename(subsystem, timestamps.from_unix(ts))[:-5]
@@ -301,19 +311,13 @@ class SliceReader:
                     continue
                 try:  # the file name says the layout: open only files that can help
                     layout = self.cache.layout(run, subsystem, split_cache_name(name)[1])
-                    if not wanted & layout.index.keys():
-                        continue
-                    state = self.cache.load(run, subsystem, name, ts)
                 except CacheError:
                     continue
-                found = wanted & state.layout.index.keys()
-                if found:
-                    yield state
-                    wanted -= found
-                    if not wanted:
-                        return
+                yield layout, lambda name=name, ts=ts: load(name, ts)
 
-        return search
+        return lambda wanted: states_covering(
+            wanted, candidates(self.cache.listing(run, subsystem))
+        )
 
     def _missing(self, run: int, subsystem: str, path: str, ts: float) -> str:
         return (
