@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-OTHER = "Other"
+from overwatch.plugins import OTHER_GROUP as OTHER
+from overwatch.plugins import first_directory
 
 Grouping = Callable[[str, str], str]
 
 
 def by_first_directory(path: str, class_name: str = "") -> str:
     """The default grouping: first path component, or "Other" for top-level histograms."""
-    head, separator, _rest = path.partition("/")
-    return head if separator and head else OTHER
+    return first_directory(path)
 
 
 #: The grouping in force; replaced by the detector plugins' hook when they define groups.
