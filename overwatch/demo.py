@@ -29,6 +29,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,8 +159,13 @@ def run_demo(
     interval: float = 2.0,
     keep: bool = False,
     host: str = "127.0.0.1",
+    say: Callable[[str], None] = log.info,
 ) -> int:
-    """Start everything, print the URL and a login, run until Ctrl-C or ``duration``."""
+    """Start everything, tell the URL and a login, run until Ctrl-C or ``duration``.
+
+    ``say`` receives what the person running the demo must read (the command
+    passes ``print``); errors go to the log.
+    """
     data_dir = data_dir.resolve()
     if data_dir.exists() and not keep:
         shutil.rmtree(data_dir)
@@ -176,7 +182,7 @@ def run_demo(
         web_host=host,
     )
     if _port_open(web_port):
-        print(f"port {web_port} is already in use; choose another with --port", file=sys.stderr)
+        log.error("port %d is already in use; choose another with --port", web_port)
         return 2
     plan.config_path.write_text(plan.render())
     supervisor = subprocess.Popen(
@@ -199,37 +205,37 @@ def run_demo(
                    stdin=password + "\n")  # fmt: skip
         token = _overwatch(plan, "users", "token", DEMO_USER, "--db", plan.db_uri)
         _wait_for(lambda: _port_open(web_port), 90, "the web app")
-        print(f"Overwatch demo running at {plan.url}/", flush=True)
-        print(f"  login: {DEMO_USER}   password: {password}", flush=True)
-        print(f"  logs:  {data_dir / 'logs'}   (Ctrl-C stops everything)", flush=True)
+        say(f"Overwatch demo running at {plan.url}/")
+        say(f"  login: {DEMO_USER}   password: {password}")
+        say(f"  logs:  {data_dir / 'logs'}   (Ctrl-C stops everything)")
         deadline = time.monotonic() + duration if duration else None
         while not stop_requested and (deadline is None or time.monotonic() < deadline):
             if supervisor.poll() is not None:
-                print("supervisord stopped unexpectedly; see the logs", file=sys.stderr)
+                log.error("supervisord stopped unexpectedly; see the logs in %s", data_dir / "logs")
                 return 1
             time.sleep(0.5)
         if duration:
-            return _report(plan, token)
+            return _report(plan, token, say)
         return 0
     except KeyboardInterrupt:
         return 0
     finally:
-        print("stopping the demo ...", flush=True)
+        say("stopping the demo ...")
         _stop(plan, supervisor)
 
 
-def _report(plan: DemoPlan, token: str) -> int:
+def _report(plan: DemoPlan, token: str, say: Callable[[str], None]) -> int:
     try:
         summary = check_served(plan, token)
     except (urllib.error.URLError, KeyError, StopIteration, ValueError) as error:
-        print(f"demo check failed: {error!r}", file=sys.stderr)
+        log.error("demo check failed: %r", error)
         return 1
     ok = True
     for subsystem, figures in summary.items():
         line = ", ".join(f"{k} {v}" for k, v in figures.items())
-        print(f"{subsystem}: {line}", flush=True)
+        say(f"{subsystem}: {line}")
         ok &= figures["snapshots"] > 0 and figures["slices"] > 0 and figures["json_served"] > 0
-    print("demo check: " + ("all subsystems served" if ok else "FAILED"), flush=True)
+    say("demo check: " + ("all subsystems served" if ok else "FAILED"))
     return 0 if ok else 1
 
 
@@ -261,5 +267,6 @@ def register(subparsers) -> None:
             run=args.run,
             interval=args.interval,
             host=args.host,
+            say=lambda line: print(line, flush=True),
         )
     )
