@@ -34,9 +34,9 @@ def _error(command: str, error: BaseException) -> int:
 
 
 def _process(args: argparse.Namespace) -> int:
-    from processing.alarms import AlarmManager, build_dispatcher
-    from processing.checks import CheckConfigError
-    from processing.live import load_engine
+    from processing.analysis.alarms import AlarmManager, build_dispatcher
+    from processing.analysis.checks import CheckConfigError
+    from processing.analysis.live import load_engine
     from processing.pipeline import Pipeline
     from processing.scheduler import ProcessingService
 
@@ -99,8 +99,8 @@ def _process(args: argparse.Namespace) -> int:
 
 
 def _slice(args: argparse.Namespace) -> int:
-    from processing.cache import CacheError
-    from processing.export import ExportError, export_slice, parse_options
+    from processing.ingest.cache import CacheError
+    from processing.slices.export import ExportError, export_slice, parse_options
 
     settings = _settings(args)
     if settings is None:

@@ -7,17 +7,17 @@ snapshot:
 1. its previous state is the cache of the latest earlier processed snapshot
    (kept in memory between snapshots, read from the cache after a restart;
    a ROOT file is never read twice);
-2. the file is read with uproot once (``processing.encode``) - or, when a cache
+2. the file is read with uproot once (``processing.ingest.read``) - or, when a cache
    file for it already exists (a crash after writing it, ``db rebuild``), the
    raw content is taken from that file instead;
-3. its effective cumulative is computed (``processing.resets``) and written
+3. its effective cumulative is computed (``processing.ingest.resets``) and written
    atomically to the cache;
 4. its latest slice (this cumulative minus the previous) goes through the
-   detector plugin, trending and checks (``processing.live``); the slice's
+   detector plugin, trending and checks (``processing.analysis.live``); the slice's
    trend point is stored before step 5;
 5. record, latest slice, run metadata, the slice's results (quality, check
    results, annotations, plugin errors on the Subsystem) and the alarms they
-   raise are committed in one idempotent transaction (``processing.records``).
+   raise are committed in one idempotent transaction (``processing.ingest.records``).
    Notifications leave only after that commit.
 
 ``Pipeline(..., analysis=False)`` skips step 4 (plugins, trends, checks and
@@ -26,7 +26,7 @@ alarms): the plain pipeline, for benchmarks and for tests of the data path.
 Run metadata: ``Subsystem.start``/``end`` are its first and last snapshot
 (``Run.start``/``end`` span the subsystems; a run is ongoing while
 ``Run.is_ongoing(now, processing.ongoing_minutes * 60)``, see
-:func:`processing.records.run_status`). ``Subsystem.n_events`` is the entries
+:func:`processing.ingest.records.run_status`). ``Subsystem.n_events`` is the entries
 count (ROOT's ``fEntries``) of the histogram ``processing.events_histogram[SYS]``
 in the latest effective cumulative: ROOT adds one entry per ``Fill``, so a
 histogram filled once per event counts events whatever its binning, weights or
@@ -60,15 +60,15 @@ import ZODB
 from overwatch import timestamps
 from overwatch.config import ProcessingSettings
 from overwatch.store.layout import DataDir
-from processing import records
-from processing.alarms import AlarmManager
-from processing.cache import ArrayCache, CachedSnapshot
-from processing.chain_states import Chain, ChainStates
-from processing.checks import CheckEngine
-from processing.encode import SnapshotEncoder
-from processing.live import LatestResults, LiveAnalysis, slice_histograms
-from processing.resets import advance, align
-from processing.scanner import Scanner
+from processing.analysis.alarms import AlarmManager
+from processing.analysis.checks import CheckEngine
+from processing.analysis.live import LatestResults, LiveAnalysis, slice_histograms
+from processing.ingest import records
+from processing.ingest.cache import ArrayCache, CachedSnapshot
+from processing.ingest.chain import Chain, ChainStates
+from processing.ingest.read import SnapshotEncoder
+from processing.ingest.resets import advance, align
+from processing.ingest.scan import Scanner
 
 __all__ = ["Chain", "Key", "PassReport", "Pipeline", "Scanner"]
 
@@ -87,7 +87,7 @@ class PassReport:
 class Pipeline(ChainStates):
     """Processes snapshot files of one data directory into the cache and the database.
 
-    ``checks`` (loaded once, see :func:`processing.live.load_engine`) judge every
+    ``checks`` (loaded once, see :func:`processing.analysis.live.load_engine`) judge every
     new latest slice; without them qualities stay Null. ``alarms`` turns those
     qualities into alarms in the snapshot's transaction (None: no alarms, as
     for ``db rebuild``). ``analysis=False`` is the plain pipeline (no plugins,

@@ -34,9 +34,9 @@ import ZODB
 
 from overwatch.config import ProcessingSettings
 from overwatch.store.layout import DataDir
-from processing import records
-from processing.checks import CheckEngine
-from processing.live import load_engine
+from processing.analysis.checks import CheckEngine
+from processing.analysis.live import load_engine
+from processing.ingest import records
 from processing.pipeline import PassReport, Pipeline
 
 log = logging.getLogger(__name__)

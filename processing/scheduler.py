@@ -31,7 +31,7 @@ import zmq
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from processing.alarms import NotificationDispatcher
+from processing.analysis.alarms import NotificationDispatcher
 from processing.pipeline import Key, Pipeline
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from flask import Blueprint, Response, g, redirect, render_template, request, ur
 
 from overwatch.quality import Quality
 from overwatch.store.db import overwatch_root, transact
-from processing.alarms import acknowledge, alarm_to_dict, list_alarms
+from processing.analysis.alarms import acknowledge, alarm_to_dict, list_alarms
 from webapp import queries
 from webapp.auth import safe_next
 from webapp.context import overwatch, resources

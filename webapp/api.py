@@ -21,7 +21,7 @@ from typing import Any
 from flask import Blueprint, Response, request, url_for
 
 from overwatch.store.db import read
-from processing.cache import CacheError
+from processing.ingest.cache import CacheError
 from webapp import plugin_view, queries
 from webapp.context import overwatch, resources
 from webapp.histjson import SLICES

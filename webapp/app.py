@@ -112,7 +112,7 @@ def _error(message: str, status: int) -> Response:
 
 
 def _register_errors(app: Flask) -> None:
-    from processing.slices import UnknownHistogram, UnknownRun, UnknownSubsystem
+    from processing.slices.reader import UnknownHistogram, UnknownRun, UnknownSubsystem
 
     for missing in (queries.NotFound, UnknownRun, UnknownSubsystem, UnknownHistogram):
 

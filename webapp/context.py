@@ -129,7 +129,7 @@ class Resources:
         if self._reader is None:
             with self._lock:
                 if self._reader is None:
-                    from processing.slices import SliceReader
+                    from processing.slices.reader import SliceReader
 
                     self._reader = SliceReader(self.data_dir, db)
         return self._reader

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from overwatch.jsroot import to_json_bytes, to_jsroot
-from processing.slices import UnknownHistogram
+from processing.slices.reader import UnknownHistogram
 
 if TYPE_CHECKING:
     from webapp.context import Resources

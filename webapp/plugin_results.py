@@ -1,7 +1,7 @@
 """What a subsystem's detector plugin adds to the web view of the whole run or latest slice.
 
 Derived histograms and stacks are computed on request from the cumulative
-content or the latest slice (``processing.analysis.derive``, the same code
+content or the latest slice (``processing.analysis.slice_analysis.derive``, the same code
 as the live pipeline) and kept per process in a small LRU keyed by the
 subsystem's version, so they are computed once per new snapshot, not per
 request. Display settings (``plugin.display``) are remembered per
@@ -37,8 +37,8 @@ from overwatch.plugins import (
     load_plugin,
     run_hook,
 )
-from processing.analysis import derive
-from processing.slices import UnknownHistogram
+from processing.analysis.slice_analysis import derive
+from processing.slices.reader import UnknownHistogram
 from webapp.context import Resources
 from webapp.groups import OTHER, group_histograms
 

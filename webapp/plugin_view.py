@@ -40,7 +40,7 @@ from overwatch.jsroot import stack as stack_json
 from overwatch.jsroot import to_json_bytes, to_jsroot
 from overwatch.plugins import available_plugins, load_errors, load_plugin, validate_options
 from overwatch.store.models import OverwatchRoot
-from processing.slices import UnknownHistogram
+from processing.slices.reader import UnknownHistogram
 from webapp import queries
 from webapp.context import overwatch, resources
 from webapp.histjson import encode, make_etag

@@ -47,7 +47,6 @@ from flask.blueprints import BlueprintSetupState
 
 from overwatch.config import ConfigError
 from overwatch.jsroot import K_NO_STATS, to_json_bytes, to_jsroot
-from processing.cache import CacheError
 from processing.compare import ConfiguredTest, SpecError, available_tests, configure, get_test
 from processing.compare.online import (
     SORT_ORDERS,
@@ -57,6 +56,7 @@ from processing.compare.online import (
     ReferenceNotFound,
     records,
 )
+from processing.ingest.cache import CacheError
 from webapp import queries
 from webapp.api import ongoing_seconds
 from webapp.context import overwatch, resources

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from flask import g, url_for
 
 from overwatch.plugins import load_plugin
-from processing.ondemand_spec import BadSliceLink, minute_of, parse_link, value_text
+from processing.slices.spec import BadSliceLink, minute_of, parse_link, value_text
 from webapp.slices import (
     PRESETS,
     WINDOW_POLL_SECONDS,

@@ -7,7 +7,7 @@ Routes (signed-in user or API token, like every route):
     "follow": false}`` as JSON (scripts; browsers add the ``X-CSRF-Token``
     header) or form fields (``options.<name>``). Times: run-relative minutes,
     a UTC time, or empty (run start / latest snapshot); see
-    :mod:`processing.ondemand_spec`. Answers 201 with the slice's id, the
+    :mod:`processing.slices.spec`. Answers 201 with the slice's id, the
     interval actually available (snapped to snapshots), the full options, its
     quality, check results and annotations, its histograms' JSON URLs and a
     ``permalink`` (the run page showing it; with ``follow`` and a ``last:N``
@@ -45,9 +45,10 @@ from flask import Blueprint, Response, current_app, g, render_template, request,
 
 from overwatch.jsroot import stack, to_json_bytes, to_jsroot
 from overwatch.plugins import load_plugin, run_hook
-from processing.cache import CacheError
-from processing.ondemand import SliceResult, SliceService, UnknownSlice
-from processing.ondemand_spec import (
+from processing.ingest.cache import CacheError
+from processing.slices.reader import UnknownHistogram, UnknownRun, UnknownSubsystem
+from processing.slices.service import SliceResult, SliceService, UnknownSlice
+from processing.slices.spec import (
     SLICE_ID,
     BadSliceLink,
     SliceRequestError,
@@ -55,7 +56,6 @@ from processing.ondemand_spec import (
     options_text,
     parse_link,
 )
-from processing.slices import UnknownHistogram, UnknownRun, UnknownSubsystem
 from webapp.auth import wants_json
 from webapp.context import resources
 from webapp.histjson import SLICES, encode, make_etag

@@ -169,7 +169,7 @@ class SliceRequest(Persistent):
     """An on-demand time slice someone asked for: enough to recompute it in any process.
 
     Keyed by its id (a hash of run, subsystem, interval and every option, see
-    ``processing.ondemand_spec``). ``start`` is None for a slice from the run
+    ``processing.slices.spec``). ``start`` is None for a slice from the run
     start; ``options`` is a plain dict of the validated values (defaults
     included), replaced, never mutated. The slice's histograms are not stored:
     web processes keep recent ones in memory and recompute the others from here.

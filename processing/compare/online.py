@@ -2,7 +2,7 @@
 
 The offline ``overwatch compare`` reads two ROOT files; online, both runs are
 already processed, so both sides come from the array cache through
-:class:`processing.slices.SliceReader`: the latest effective cumulative of
+:class:`processing.slices.reader.SliceReader`: the latest effective cumulative of
 every histogram of the run and of the reference run. No ROOT file is read.
 
 Usage::
@@ -40,7 +40,7 @@ from overwatch.histogram import Histogram
 from processing.compare.checks import incompatibility
 from processing.compare.registry import ConfiguredTest
 from processing.compare.results import ComparisonResult, Reason, Status, not_compared
-from processing.slices import SliceReader, UnknownHistogram, UnknownRun, UnknownSubsystem
+from processing.slices.reader import SliceReader, UnknownHistogram, UnknownRun, UnknownSubsystem
 
 log = logging.getLogger(__name__)
 

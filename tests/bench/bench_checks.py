@@ -32,8 +32,8 @@ from overwatch import timestamps
 from overwatch.config import AlarmSettings, ProcessingSettings
 from overwatch.store.db import open_db, read
 from overwatch.store.layout import atomic_write
-from processing.alarms import AlarmManager, build_dispatcher
-from processing.live import load_engine
+from processing.analysis.alarms import AlarmManager, build_dispatcher
+from processing.analysis.live import load_engine
 from processing.pipeline import Pipeline
 from processing.scheduler import ProcessingService
 from receivers.simulator import DetectorSimulator

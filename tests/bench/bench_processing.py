@@ -34,7 +34,7 @@ from overwatch.store.db import open_db, read
 from overwatch.store.layout import atomic_write
 from processing.pipeline import Pipeline
 from processing.scheduler import ProcessingService
-from processing.slices import SliceReader
+from processing.slices.reader import SliceReader
 
 N_HISTOGRAMS = 500
 T0 = 1_767_225_600.0

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from overwatch import rootio
 from overwatch.store.db import open_db
-from processing.live import load_engine
-from processing.ondemand import SliceService
+from processing.analysis.live import load_engine
 from processing.pipeline import Pipeline
+from processing.slices.service import SliceService
 from receivers.simulator import DetectorSimulator
 from tests.processing_helpers import T0, snapshot_path, write_snapshot
 

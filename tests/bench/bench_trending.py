@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from overwatch.histogram import Axis, Histogram
-from processing.trending import TrendStore, generic_values
+from processing.analysis.trending import TrendStore, generic_values
 
 T0 = 1_767_225_600.0
 ROWS = 3600

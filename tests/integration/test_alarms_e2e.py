@@ -34,11 +34,11 @@ from overwatch import timestamps
 from overwatch.config import AlarmSettings, ProcessingSettings
 from overwatch.store.db import open_db, read
 from overwatch.store.layout import atomic_write
-from processing.alarms import AlarmManager, build_dispatcher
-from processing.live import load_engine
+from processing.analysis.alarms import AlarmManager, build_dispatcher
+from processing.analysis.live import load_engine
+from processing.analysis.trending import TrendStore, trend_dir
 from processing.pipeline import Pipeline
 from processing.scheduler import ProcessingService
-from processing.trending import TrendStore, trend_dir
 from receivers.simulator import DetectorSimulator
 from tests.processing_helpers import T0, free_port, wait_for
 from tests.unit.test_web_support import make_app

@@ -21,7 +21,7 @@ from aiosmtpd.controller import Controller
 from overwatch.config import AlarmSettings
 from overwatch.quality import Quality
 from overwatch.store.db import open_db, overwatch_root, transact
-from processing.alarms import (
+from processing.analysis.alarms import (
     AlarmManager,
     AlarmNotice,
     EmailNotifier,
@@ -30,7 +30,7 @@ from processing.alarms import (
     WebhookNotifier,
     build_dispatcher,
 )
-from processing.checks import CheckResult, EvaluationResult
+from processing.analysis.checks import CheckResult, EvaluationResult
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from overwatch.store.db import open_db, read
-from processing.cache import ArrayCache
+from processing.ingest.cache import ArrayCache
 from processing.pipeline import Pipeline
 from receivers.simulator import DetectorSimulator
 from tests.processing_helpers import T0, free_port, snapshot_path, uproot_sums, write_snapshot

@@ -21,7 +21,7 @@ import pytest
 
 from overwatch import timestamps
 from overwatch.store.db import open_db, read
-from processing.slices import SliceReader
+from processing.slices.reader import SliceReader
 from tests.processing_helpers import assert_matches, free_port, independent_slice, wait_for
 
 pytestmark = pytest.mark.integration

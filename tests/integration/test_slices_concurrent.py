@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from overwatch.store.db import open_db
-from processing.live import load_engine
+from processing.analysis.live import load_engine
 from processing.pipeline import Pipeline
 from receivers.simulator import DetectorSimulator
 from tests.processing_helpers import independent_slice, snapshot_path

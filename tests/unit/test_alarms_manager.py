@@ -10,8 +10,8 @@ from ZODB.POSException import ConflictError
 from overwatch.config import AlarmSettings
 from overwatch.quality import Quality
 from overwatch.store.db import open_db, overwatch_root, read, transact
-from processing.alarms import AlarmManager, AlarmNotice, acknowledge, list_alarms
-from processing.checks import CheckResult, EvaluationResult
+from processing.analysis.alarms import AlarmManager, AlarmNotice, acknowledge, list_alarms
+from processing.analysis.checks import CheckResult, EvaluationResult
 
 G, M, B, N = Quality.GOOD, Quality.MEDIUM, Quality.BAD, Quality.NULL
 PATH = "EMCal/SM03/cellHits"

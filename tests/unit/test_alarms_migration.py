@@ -14,8 +14,8 @@ from overwatch.quality import Quality
 from overwatch.store import migrations
 from overwatch.store.db import open_db, overwatch_root, read, transact
 from overwatch.store.models import ROOT_KEY, SCHEMA_VERSION, OverwatchRoot, Run
-from processing.alarms import AlarmManager, list_alarms
-from processing.checks import CheckResult, EvaluationResult
+from processing.analysis.alarms import AlarmManager, list_alarms
+from processing.analysis.checks import CheckResult, EvaluationResult
 
 
 def write_schema_1_database(path: Path) -> None:

@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from overwatch.quality import Quality
-from processing.checks import DEFAULT_CHECKS_FILE, CheckConfigError, CheckEngine, load_checks
+from processing.analysis.checks import (
+    DEFAULT_CHECKS_FILE,
+    CheckConfigError,
+    CheckEngine,
+    load_checks,
+)
 
 VALID = """\
 checks:

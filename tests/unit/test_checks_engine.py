@@ -10,7 +10,7 @@ import pytest
 
 from overwatch.histogram import Axis, Histogram
 from overwatch.quality import Quality
-from processing.checks import CheckEngine
+from processing.analysis.checks import CheckEngine
 
 G, M, B, N = Quality.GOOD, Quality.MEDIUM, Quality.BAD, Quality.NULL
 

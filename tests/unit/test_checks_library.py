@@ -7,8 +7,8 @@ import pytest
 
 from overwatch.histogram import Axis, Histogram
 from overwatch.quality import Quality
-from processing.checks import library as lib
-from processing.checks.kinds import KINDS
+from processing.analysis.checks import library as lib
+from processing.analysis.checks.kinds import KINDS
 
 G, M, B, N = Quality.GOOD, Quality.MEDIUM, Quality.BAD, Quality.NULL
 

@@ -38,7 +38,7 @@ from processing.compare.online import (
     sort_results,
 )
 from processing.compare.registry import ConfiguredTest, TestDefinition
-from processing.slices import SliceReader, UnknownRun, UnknownSubsystem
+from processing.slices.reader import SliceReader, UnknownRun, UnknownSubsystem
 from tests.unit.test_web_support import process, write_snapshot
 
 REFERENCE, DATA, OTHER = 11, 12, 13

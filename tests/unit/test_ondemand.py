@@ -1,4 +1,4 @@
-"""On-demand time slices (processing.ondemand, processing.ondemand_spec, ``overwatch slice``).
+"""On-demand time slices (processing.slices.service, processing.slices.spec, ``overwatch slice``).
 
 A simulated run (EMC with two hot cells, TPC, HLT; four snapshots a minute
 apart) is processed for real; slices are checked bin by bin against an
@@ -18,10 +18,12 @@ import uproot
 from overwatch import cli
 from overwatch.plugins import load_plugin
 from overwatch.store.db import open_db, overwatch_root, read, transact
+from processing.analysis.live import load_engine
 from processing.detectors.hot_channels import find_hot_cells
-from processing.live import load_engine
-from processing.ondemand import SliceService, UnknownSlice
-from processing.ondemand_spec import (
+from processing.pipeline import Pipeline
+from processing.slices.reader import UnknownRun, UnknownSubsystem
+from processing.slices.service import SliceService, UnknownSlice
+from processing.slices.spec import (
     CLI_LABELS,
     BadSliceLink,
     SliceRequestError,
@@ -29,8 +31,6 @@ from processing.ondemand_spec import (
     parse_link,
     spec_from_link,
 )
-from processing.pipeline import Pipeline
-from processing.slices import UnknownRun, UnknownSubsystem
 from receivers.simulator import DetectorSimulator
 from tests.processing_helpers import T0, assert_matches, independent_slice, write_snapshot
 

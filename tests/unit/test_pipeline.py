@@ -11,11 +11,11 @@ from overwatch import cli
 from overwatch.config import ProcessingSettings
 from overwatch.histogram import Axis, Histogram
 from overwatch.store.db import open_db, read
-from processing import records
+from processing.ingest import records
 from processing.pipeline import Pipeline
 from processing.rebuild import rebuild
 from processing.scheduler import ProcessingService
-from processing.slices import SliceReader, UnknownHistogram
+from processing.slices.reader import SliceReader, UnknownHistogram
 from receivers.simulator import DetectorSimulator
 from tests.processing_helpers import (
     SAMPLES,

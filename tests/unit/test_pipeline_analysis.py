@@ -19,13 +19,13 @@ from overwatch.config import ProcessingSettings
 from overwatch.plugins import Annotation, DetectorPlugin
 from overwatch.store.db import open_db, read
 from overwatch.store.layout import atomic_write
-from processing import records
-from processing.alarms import AlarmManager
-from processing.live import load_engine, window_size
+from processing.analysis.alarms import AlarmManager
+from processing.analysis.live import load_engine, window_size
+from processing.analysis.trending import TrendStore, trend_dir
+from processing.ingest import records
 from processing.pipeline import Pipeline
 from processing.rebuild import rebuild
-from processing.slices import SliceReader
-from processing.trending import TrendStore, trend_dir
+from processing.slices.reader import SliceReader
 from receivers.simulator import DetectorSimulator
 from tests.processing_helpers import T0, snapshot_path
 
@@ -293,7 +293,7 @@ class ExplodingPlugin(DetectorPlugin):
 def test_a_plugin_that_raises_costs_only_its_own_output(
     tmp_path, db, engine, monkeypatch, caplog
 ) -> None:
-    monkeypatch.setattr("processing.live.load_plugin", lambda subsystem: ExplodingPlugin())
+    monkeypatch.setattr("processing.analysis.live.load_plugin", lambda subsystem: ExplodingPlugin())
     feed = Feed(tmp_path)
     feed.write(3)
     with caplog.at_level(logging.ERROR, logger="overwatch.plugins"):
@@ -319,7 +319,9 @@ class BrokenEventsPlugin(DetectorPlugin):
 
 
 def test_a_failing_analysis_is_recorded_and_the_snapshot_kept(tmp_path, db, monkeypatch) -> None:
-    monkeypatch.setattr("processing.live.load_plugin", lambda subsystem: BrokenEventsPlugin())
+    monkeypatch.setattr(
+        "processing.analysis.live.load_plugin", lambda subsystem: BrokenEventsPlugin()
+    )
     feed = Feed(tmp_path, "XYZ")  # no events histogram configured: the plugin's is used
     feed.write(2)
     assert Pipeline(tmp_path, db, SETTINGS).run_until_idle().processed == 2
@@ -341,7 +343,7 @@ class OddNotesPlugin(DetectorPlugin):
 
 
 def test_an_annotation_that_cannot_be_stored_is_an_error(tmp_path, db, monkeypatch) -> None:
-    monkeypatch.setattr("processing.live.load_plugin", lambda subsystem: OddNotesPlugin())
+    monkeypatch.setattr("processing.analysis.live.load_plugin", lambda subsystem: OddNotesPlugin())
     Feed(tmp_path).write(2)
     assert Pipeline(tmp_path, db, SETTINGS).run_until_idle().processed == 2
     latest = results(db, 3, "TPC")
@@ -382,7 +384,7 @@ def test_rebuild_recomputes_results_but_raises_no_alarm_again(tmp_path, db, engi
 
 
 def test_window_covers_the_longest_check(engine) -> None:
-    from processing.checks import CheckEngine
+    from processing.analysis.checks import CheckEngine
 
     longer = CheckEngine.from_text(
         "checks:\n  - {name: w, histogram: events, trend: event_rate, check: check_last_n,\n"

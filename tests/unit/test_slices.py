@@ -7,10 +7,10 @@ import pytest
 
 from overwatch.histogram import Axis, Histogram
 from overwatch.store.db import open_db
-from processing.cache import CachedSnapshot, Layout
+from processing.ingest.cache import CachedSnapshot, Layout
+from processing.ingest.resets import advance, align
 from processing.pipeline import Pipeline
-from processing.resets import advance, align
-from processing.slices import (
+from processing.slices.reader import (
     SliceRangeError,
     SliceReader,
     UnknownHistogram,

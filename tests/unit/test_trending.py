@@ -12,7 +12,7 @@ from overwatch import rootio
 from overwatch.histogram import Axis, Histogram
 from overwatch.jsroot import to_json_bytes
 from overwatch.plugins import DetectorPlugin, SliceContext
-from processing.trending import (
+from processing.analysis.trending import (
     GENERIC_NAMES,
     TrendStore,
     generic_values,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from processing.trend_store import TrendStore, TrendStoreError
+from processing.analysis.trend_store import TrendStore, TrendStoreError
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 
@@ -141,7 +141,7 @@ def test_same_timestamp_replaces_the_point(tmp_path):
 def test_older_timestamp_is_refused_with_a_warning(tmp_path, caplog):
     store = TrendStore(tmp_path)
     store.append(T0 + 10, {("h", "mean"): 1.0})
-    with caplog.at_level(logging.WARNING, logger="processing.trend_store"):
+    with caplog.at_level(logging.WARNING, logger="processing.analysis.trend_store"):
         assert store.append(T0 + 5, {("h", "mean"): 2.0}) is False
     assert "refused" in caplog.text and store.refused == 1
     np.testing.assert_array_equal(store.series("h", "mean")[0], [T0 + 10])
@@ -313,7 +313,7 @@ def test_unreadable_layout_is_skipped_with_a_warning(tmp_path, caplog):
     store.append(T0 + 1, {("a", "mean"): 2.0, ("b", "mean"): 3.0})
     first = sorted(tmp_path.glob("*.json"))[0]
     first.write_text("{not json")
-    with caplog.at_level(logging.WARNING, logger="processing.trend_store"):
+    with caplog.at_level(logging.WARNING, logger="processing.analysis.trend_store"):
         reopened = TrendStore(tmp_path)
     assert "unreadable trend layout" in caplog.text and first.name in caplog.text
     np.testing.assert_array_equal(reopened.series("a", "mean")[1], [2.0])  # the rest is read

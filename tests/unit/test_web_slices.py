@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 
-from processing.ondemand_spec import SLICE_ID
+from processing.slices.spec import SLICE_ID
 from tests.processing_helpers import independent_slice
 from tests.unit.test_ondemand import RUN, STEP, minute, process, simulate
 from tests.unit.test_web_support import add_user, csrf_from, login, make_app

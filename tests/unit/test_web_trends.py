@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from processing.trending import GENERIC_NAMES, TrendStore, trend_dir
+from processing.analysis.trending import GENERIC_NAMES, TrendStore, trend_dir
 from tests.jsroot_node import run_jsroot
 from tests.unit.test_web_support import add_user, login, make_app
 from tests.unit.web_plugin_data import HOT_MAP, build_evaluated_run

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import ZODB
 
-from processing.alarms import AlarmManager
-from processing.checks.engine import CheckEngine
+from processing.analysis.alarms import AlarmManager
+from processing.analysis.checks.engine import CheckEngine
 from tests.unit.test_web_support import write_snapshot
 
 REPO = Path(__file__).resolve().parents[2]

@@ -27,7 +27,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any, Protocol
 
-from processing.alarms.manager import AlarmNotice
+from processing.analysis.alarms.manager import AlarmNotice
 
 log = logging.getLogger(__name__)
 

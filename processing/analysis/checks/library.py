@@ -12,7 +12,7 @@ is missing, not a failure). A check without enough data to decide returns
 Good, in the optional wider ``[medium_min, medium_max]`` as Medium, and
 anything else as the check's ``on_fail`` quality (Bad unless configured).
 
-The functions take plain keyword arguments; :mod:`processing.checks.kinds`
+The functions take plain keyword arguments; :mod:`processing.analysis.checks.kinds`
 maps the YAML names and validates them before any function is called.
 """
 

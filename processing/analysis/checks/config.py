@@ -41,10 +41,10 @@ import yaml
 from yaml.nodes import Node, SequenceNode
 
 from overwatch.quality import Quality
-from processing.checks.kinds import KINDS, CheckKind, Param
-from processing.checks.yamlnodes import CheckConfigError, NodeReader, is_null, suggest
+from processing.analysis.checks.kinds import KINDS, CheckKind, Param
+from processing.analysis.checks.yamlnodes import CheckConfigError, NodeReader, is_null, suggest
 
-DEFAULT_CHECKS_FILE = Path(__file__).resolve().parents[2] / "config" / "checks.yaml"
+DEFAULT_CHECKS_FILE = Path(__file__).resolve().parents[3] / "config" / "checks.yaml"
 
 _ON_FAIL = {"bad": Quality.BAD, "medium": Quality.MEDIUM}
 _ENTRY_KEYS = (

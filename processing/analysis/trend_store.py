@@ -15,7 +15,7 @@ yields the rows in time order without sorting. A chunk holds at most
 ``chunk_rows`` rows; then the next chunk starts. Reading one series maps each
 chunk and reads one strided column.
 
-Layouts (which columns a row is written under): see :mod:`processing.trend_format`.
+Layouts (which columns a row is written under): see :mod:`processing.analysis.trend_format`.
 
 Time rules for :meth:`TrendStore.append` (timestamps are unix seconds; a point
 is placed at the END of its slice, the snapshot's instant):
@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from overwatch.store.layout import atomic_write, fsync_directory
-from processing.trend_format import (
+from processing.analysis.trend_format import (
     ABSENT,
     ABSENT_BITS,
     CHUNK_FILE,

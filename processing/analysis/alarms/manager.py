@@ -16,7 +16,7 @@ only once the time has passed; an open, unacknowledged alarm is re-notified
 Transactions: :meth:`AlarmManager.update` and :meth:`AlarmManager.acknowledge`
 run inside the caller's ZODB transaction (e.g. within ``overwatch.store.db.transact``).
 Notifications are handed to ``notify`` (normally
-:meth:`processing.alarms.notifiers.NotificationDispatcher.enqueue`) by an
+:meth:`processing.analysis.alarms.notifiers.NotificationDispatcher.enqueue`) by an
 after-commit hook of that transaction, only when it commits: an alarm that
 was rolled back (conflict, retry) is never announced, and the retried
 transaction announces it once.
@@ -148,7 +148,7 @@ class AlarmManager:
     def update(self, root: OverwatchRoot, evaluation: Any, now: float | None = None) -> list[Alarm]:
         """Compare an evaluation with the stored qualities; return the alarms raised.
 
-        ``evaluation`` is a :class:`processing.checks.EvaluationResult`. Runs in
+        ``evaluation`` is a :class:`processing.analysis.checks.EvaluationResult`. Runs in
         the caller's transaction; notifications due are sent after it commits.
         """
         now = _time.time() if now is None else now

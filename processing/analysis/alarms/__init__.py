@@ -6,14 +6,14 @@ notifications due to a :class:`NotificationDispatcher` after the commit; the
 dispatcher delivers them in the background (log, e-mail, webhook).
 """
 
-from processing.alarms.manager import (
+from processing.analysis.alarms.manager import (
     AlarmManager,
     AlarmNotice,
     acknowledge,
     alarm_to_dict,
     list_alarms,
 )
-from processing.alarms.notifiers import (
+from processing.analysis.alarms.notifiers import (
     EmailNotifier,
     LogNotifier,
     NotificationDispatcher,

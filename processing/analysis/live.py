@@ -1,7 +1,7 @@
 """The analysis stage of the live pipeline: plugin, trends and checks of each new latest slice.
 
 For each snapshot the pipeline processes, the slice it ends (this cumulative
-minus the previous one) goes through :func:`processing.analysis.analyse_slice`,
+minus the previous one) goes through :func:`processing.analysis.slice_analysis.analyse_slice`,
 the function on-demand slices use too, with:
 
 - the subsystem's plugin found by name (:func:`overwatch.plugins.load_plugin`)
@@ -12,7 +12,7 @@ the function on-demand slices use too, with:
   interval is empty (``start == end``), so it has no event rate;
 - the checks loaded once when processing starts (:func:`load_engine`).
 
-Trend protocol (see :mod:`processing.trending`): the slice's values are
+Trend protocol (see :mod:`processing.analysis.trending`): the slice's values are
 appended to the (run, subsystem) :class:`TrendStore` at the snapshot's time
 *before* the checks run and before the snapshot's record is committed, so the
 checks see this point, and a crash before the commit reprocesses the snapshot
@@ -51,10 +51,10 @@ from overwatch.plugins import (
     run_hook,
     validate_options,
 )
-from processing.analysis import analyse_slice
-from processing.cache_layout import Layout
-from processing.checks import DEFAULT_CHECKS_FILE, CheckEngine, EvaluationResult
-from processing.trending import TrendStore, trend_dir
+from processing.analysis.checks import DEFAULT_CHECKS_FILE, CheckEngine, EvaluationResult
+from processing.analysis.slice_analysis import analyse_slice
+from processing.analysis.trending import TrendStore, trend_dir
+from processing.ingest.cache_layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ MIN_WINDOW = 16
 def load_engine(checks_file: str | Path | None = None) -> CheckEngine:
     """The checks of ``checks_file`` ("" or None: ``config/checks.yaml``), validated.
 
-    Raises :class:`processing.checks.CheckConfigError` naming the file, line and key.
+    Raises :class:`processing.analysis.checks.CheckConfigError` naming the file, line and key.
     """
     return CheckEngine.from_file(checks_file or DEFAULT_CHECKS_FILE)
 
@@ -93,7 +93,7 @@ def slice_histograms(
     """This cumulative minus the previous one (laid out alike), as histograms by path.
 
     Histograms whose binning changed (``incompatible``) have no slice and are
-    left out, as in :class:`processing.slices.SliceReader`.
+    left out, as in :class:`processing.slices.reader.SliceReader`.
     """
     content = eff - before  # a fresh array: plugins never see the cache's own buffers
     return {

@@ -2,9 +2,9 @@
 
 An expert asks for the content of any interval of a run with chosen plugin
 options (the web form, the JSON API, ``overwatch slice``). The request is
-checked and snapped by :mod:`processing.ondemand_spec`; the slice is
+checked and snapped by :mod:`processing.slices.spec`; the slice is
 ``SliceReader.slice_between`` (arrays from the cache, no ROOT file read) and
-goes through :func:`processing.analysis.analyse_slice`, the function the live
+goes through :func:`processing.analysis.slice_analysis.analyse_slice`, the function the live
 pipeline uses, with the requested options: derived histograms, annotations,
 trend values and check qualities are computed exactly as for live data.
 
@@ -49,10 +49,12 @@ from overwatch.config import ProcessingSettings
 from overwatch.plugins import SliceContext, load_errors, load_plugin
 from overwatch.store.db import overwatch_root, read, transact
 from overwatch.store.models import SliceRequest
-from processing.analysis import analyse_slice
-from processing.checks import CheckEngine
-from processing.ondemand_result import SliceResult, SliceTrends
-from processing.ondemand_spec import (
+from processing.analysis.checks import CheckEngine
+from processing.analysis.slice_analysis import analyse_slice
+from processing.analysis.trending import TrendStore, trend_dir
+from processing.slices.reader import SliceReader, UnknownRun
+from processing.slices.result import SliceResult, SliceTrends
+from processing.slices.spec import (
     WEB_LABELS,
     BadSliceLink,
     SliceSpec,
@@ -60,8 +62,6 @@ from processing.ondemand_spec import (
     spec_from_link,
     validate_request,
 )
-from processing.slices import SliceReader, UnknownRun
-from processing.trending import TrendStore, trend_dir
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class SliceService:
     def engine(self) -> CheckEngine | None:
         """The checks (loaded once; a bad checks file means no qualities, and says why)."""
         if not self._engine_loaded:
-            from processing.live import load_engine
+            from processing.analysis.live import load_engine
 
             try:
                 self._engine = load_engine(getattr(self.settings, "checks_file", "") or None)
@@ -341,7 +341,7 @@ def _prune(requests: OOBTree, keep: int) -> None:
 
 
 def _window(engine: CheckEngine) -> int:
-    from processing.live import window_size
+    from processing.analysis.live import window_size
 
     return window_size(engine)
 

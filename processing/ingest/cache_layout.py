@@ -3,7 +3,7 @@
 An :class:`Entry` describes one histogram of a snapshot (path, class, axes,
 titles, which sums it keeps); a :class:`Layout` is the ordered entries of one
 snapshot with the offset of each block in the flat float64 buffer, and a hash
-of its content that names it on disk. See ``processing.cache`` for the files.
+of its content that names it on disk. See ``processing.ingest.cache`` for the files.
 
 Block of one histogram: ``[values][sumw2?][bin_entries?][bin_sumw2?][entries][stats...]``,
 arrays with flow bins in ROOT's ``fArray`` order; profiles always keep Σw·y²

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from overwatch import timestamps
-from processing import records
-from processing.cache import CachedSnapshot, CacheError, split_cache_name, states_covering
-from processing.resets import advance, align
+from processing.ingest import records
+from processing.ingest.cache import CachedSnapshot, CacheError, split_cache_name, states_covering
+from processing.ingest.resets import advance, align
 
 log = logging.getLogger("processing.pipeline")
 

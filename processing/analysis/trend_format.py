@@ -1,6 +1,6 @@
 """The on-disk format of trend stores: layouts, chunk files, the absent marker.
 
-See :mod:`processing.trend_store` for how rows are appended, replaced, repaired
+See :mod:`processing.analysis.trend_store` for how rows are appended, replaced, repaired
 and read. This module holds what both reading and writing need to agree on:
 file names, row layout, the column list of a layout and its hash, and a small
 process-wide cache of parsed layouts, and the lazy window of last points the
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from processing.trend_store import TrendStore
+    from processing.analysis.trend_store import TrendStore
 
 TrendKey = tuple[str, str]
 Series = tuple[np.ndarray, np.ndarray]
@@ -87,7 +87,9 @@ _layout_lock = threading.Lock()
 _LAYOUT_CACHE_SIZE = 128
 
 
-def read_columns(path: Path, expected_hash: str) -> tuple[tuple[TrendKey, ...], dict[TrendKey, int]]:
+def read_columns(
+    path: Path, expected_hash: str
+) -> tuple[tuple[TrendKey, ...], dict[TrendKey, int]]:
     stat = path.stat()
     key = (str(path), stat.st_mtime_ns, stat.st_size)
     with _layout_lock:

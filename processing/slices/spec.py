@@ -16,10 +16,10 @@ strings holding a number: form fields), absolute UTC times
 (``2026-01-01T10:05:00Z``; no offset means UTC), the words ``start``/``end``,
 or empty (the run start / the latest snapshot). Minutes count from the run
 start: the earliest processed snapshot of the run over all its subsystems
-(``processing.ondemand.run_start``). Presets: ``last:N`` (the last N minutes up
+(``processing.slices.service.run_start``). Presets: ``last:N`` (the last N minutes up
 to the latest snapshot) and ``run`` (the whole run).
 
-The interval snaps to snapshots as :func:`processing.slices.snap_interval`
+The interval snaps to snapshots as :func:`processing.slices.reader.snap_interval`
 does. Partly outside the run is clipped; wholly outside is an error.
 
 Link syntax (the ``slice`` parameter of a run page URL; it travels in every
@@ -48,7 +48,7 @@ from pendulum.parsing.exceptions import ParserError
 
 from overwatch import timestamps
 from overwatch.plugins import DetectorPlugin, validate_options
-from processing.slices import SliceRangeError, snap_interval
+from processing.slices.reader import SliceRangeError, snap_interval
 
 ID_LENGTH = 24
 SLICE_ID = re.compile(rf"^[0-9a-f]{{{ID_LENGTH}}}$")

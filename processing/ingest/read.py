@@ -6,7 +6,7 @@ hundreds of histograms costs about a tenth of the uproot read itself, and the
 layout of a subsystem's snapshots almost never changes. So the first time a
 histogram is seen with a given description (class, axes, titles, flags) it is
 converted by ``rootio.from_uproot`` (the one reference conversion) and its
-:class:`~processing.cache.Entry` is remembered under a cheap signature built
+:class:`~processing.ingest.cache.Entry` is remembered under a cheap signature built
 from the raw uproot members; later snapshots only copy the bin arrays of a
 known signature into the buffer. Anything unusual (a length that does not
 match, an unknown member) falls back to the reference conversion, whose
@@ -31,7 +31,7 @@ import uproot
 from overwatch import rootio
 from overwatch.histogram import PROFILE_STAT_NAMES, STAT_NAMES, dimension_of
 from overwatch.rootio import RootFileError, SkippedObject
-from processing.cache import Entry, Layout, remember_layout
+from processing.ingest.cache import Entry, Layout, remember_layout
 
 log = logging.getLogger(__name__)
 

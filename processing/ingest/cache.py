@@ -12,7 +12,7 @@ On disk, under ``DataDir.cache_dir(run, subsystem)``::
 
 The ``.npy`` holds the *effective* cumulative content: what the sender sent plus
 the offsets carried over from earlier counter-reset segments (see
-``processing.resets``), so ``eff(t1) - eff(t0)`` is a valid slice across any reset.
+``processing.ingest.resets``), so ``eff(t1) - eff(t0)`` is a valid slice across any reset.
 When some histogram carries a non-zero offset the array has shape ``(2, n)``:
 row 0 the effective content, row 1 the offsets (needed to continue the chain
 after a restart and to recover the raw content, ``eff - offsets``, without
@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from overwatch.store.layout import DataDir, fsync_directory
-from processing.cache_layout import (  # noqa: F401 - re-exported: the cache's vocabulary
+from processing.ingest.cache_layout import (  # noqa: F401 - re-exported: the cache's vocabulary
     _LAYOUTS,
     AxisSpec,
     Entry,

@@ -20,9 +20,9 @@ from typing import Any
 
 from overwatch.histogram import Histogram
 from overwatch.plugins import Annotation, DetectorPlugin, SliceContext, run_hook
-from processing.checks.engine import CheckEngine, EvaluationResult
-from processing.trend_store import TrendKey
-from processing.trending import slice_trend_values
+from processing.analysis.checks.engine import CheckEngine, EvaluationResult
+from processing.analysis.trend_store import TrendKey
+from processing.analysis.trending import slice_trend_values
 
 
 @dataclass

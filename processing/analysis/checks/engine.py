@@ -25,8 +25,8 @@ import numpy as np
 
 from overwatch.histogram import Histogram
 from overwatch.quality import Quality, roll_up, worst
-from processing.checks.config import CheckDefinition, CheckSpec, load_checks, parse_checks
-from processing.checks.library import Outcome, all_of, any_of
+from processing.analysis.checks.config import CheckDefinition, CheckSpec, load_checks, parse_checks
+from processing.analysis.checks.library import Outcome, all_of, any_of
 
 log = logging.getLogger(__name__)
 

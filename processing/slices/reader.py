@@ -2,7 +2,7 @@
 
 A time slice is the content that arrived between two snapshots,
 ``eff(t1) - eff(t0)``, where ``eff`` is the effective cumulative kept in the
-array cache (``processing.cache``; it stays valid across counter resets).
+array cache (``processing.ingest.cache``; it stays valid across counter resets).
 A slice from the run start is the snapshot itself.
 
 Usage (one reader per process; it keeps parsed layouts, so a request costs
@@ -39,7 +39,7 @@ the interval cannot be subtracted and is left out of ``slice`` (logged;
 Errors: :class:`UnknownRun`, :class:`UnknownSubsystem` and :class:`UnknownHistogram`
 (all ``LookupError``) name what was not found; :class:`SliceRangeError`
 (``ValueError``) says why an interval is refused; a cache file that was deleted
-raises ``processing.cache.CacheError`` asking for ``overwatch db rebuild``.
+raises ``processing.ingest.cache.CacheError`` asking for ``overwatch db rebuild``.
 A reader is safe to share between threads (each call opens its own ZODB
 connection from the pool).
 
@@ -60,14 +60,14 @@ import ZODB
 from overwatch import timestamps
 from overwatch.histogram import Histogram
 from overwatch.store.db import read
-from processing.cache import (
+from processing.ingest.cache import (
     ArrayCache,
     CachedSnapshot,
     CacheError,
     split_cache_name,
     states_covering,
 )
-from processing.resets import align
+from processing.ingest.resets import align
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from processing.checks.library import (
+from processing.analysis.checks.library import (
     Outcome,
     absolute_previous_value,
     bins_above_threshold,

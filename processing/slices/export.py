@@ -1,9 +1,9 @@
 """``overwatch slice``: write one time slice of a run's subsystem as a ROOT file.
 
 The command line twin of the browser's on-demand slices: the request is
-checked by the same code (:func:`processing.ondemand_spec.validate_request`,
+checked by the same code (:func:`processing.slices.spec.validate_request`,
 with flags named in the messages) and the slice is computed by the same
-service (:meth:`processing.ondemand.SliceService.compute`), so a file
+service (:meth:`processing.slices.service.SliceService.compute`), so a file
 written here holds what the web page shows for the same interval and options.
 
 Times are minutes relative to the run start, which is the earliest processed
@@ -42,8 +42,8 @@ import ZODB
 
 from overwatch import rootio
 from overwatch.config import ProcessingSettings
-from processing.ondemand import SliceService, run_start
-from processing.ondemand_spec import CLI_LABELS, SliceRequestError
+from processing.slices.service import SliceService, run_start
+from processing.slices.spec import CLI_LABELS, SliceRequestError
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 
 :class:`SliceResult` is one computed slice (histograms raw and derived,
 annotations, check results, what the plugin shows); :class:`SliceTrends` is
-the ``trends`` mapping :func:`processing.analysis.analyse_slice` gives the
+the ``trends`` mapping :func:`processing.analysis.slice_analysis.analyse_slice` gives the
 checks of an on-demand slice. Both are made by
-:class:`processing.ondemand.SliceService`, whose module docs explain the rules.
+:class:`processing.slices.service.SliceService`, whose module docs explain the rules.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import numpy as np
 
 from overwatch.histogram import Histogram
 from overwatch.plugins import DetectorPlugin, SliceContext, run_hook
-from processing.ondemand_spec import SliceSpec, minute_of
-from processing.trending import TrendStore
+from processing.analysis.trending import TrendStore
+from processing.slices.spec import SliceSpec, minute_of
 
 
 @dataclass

@@ -2,9 +2,9 @@
 
 The pieces (this module is the one to import):
 
-- :func:`generic_values` / :func:`slice_trend_values` (``processing.trend_values``):
+- :func:`generic_values` / :func:`slice_trend_values` (``processing.analysis.trend_values``):
   the numbers of one slice, ``{(histogram path, value name): value}``;
-- :class:`TrendStore` (``processing.trend_store``): the points of one run's
+- :class:`TrendStore` (``processing.analysis.trend_store``): the points of one run's
   subsystem, in chunk files under :func:`trend_dir`;
 - :func:`run_history`: one value run after run; :func:`trend_json`: a TGraph
   with a UTC time axis for JSROOT.
@@ -41,8 +41,8 @@ import numpy as np
 
 from overwatch.jsroot import trend_graph
 from overwatch.store.layout import RUN_DIR, DataDir
-from processing.trend_store import ABSENT, TrendStore, TrendStoreError, TrendWindow
-from processing.trend_values import GENERIC_NAMES, generic_values, slice_trend_values
+from processing.analysis.trend_store import ABSENT, TrendStore, TrendStoreError, TrendWindow
+from processing.analysis.trend_values import GENERIC_NAMES, generic_values, slice_trend_values
 
 __all__ = [
     "ABSENT",

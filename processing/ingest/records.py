@@ -21,7 +21,7 @@ only when they changed; the alarm manager runs in it too, so an alarm exists
 exactly when the snapshot that raised it is recorded, and its notification is
 sent only once that transaction commits. Check states change only on a quality
 transition, so a steady detector adds nothing but the Subsystem to the write.
-Trend points are not in ZODB at all (``processing.trending``).
+Trend points are not in ZODB at all (``processing.analysis.trending``).
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from overwatch.store.models import (
 )
 
 if TYPE_CHECKING:
-    from processing.alarms import AlarmManager
-    from processing.live import LatestResults
+    from processing.analysis.alarms import AlarmManager
+    from processing.analysis.live import LatestResults
 
 log = logging.getLogger(__name__)
 

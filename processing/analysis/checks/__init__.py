@@ -6,16 +6,16 @@ engine whose :meth:`~CheckEngine.evaluate` gives one quality per check and
 target, rolled up per group and per subsystem.
 """
 
-from processing.checks.config import (
+from processing.analysis.checks.config import (
     DEFAULT_CHECKS_FILE,
     CheckConfigError,
     CheckDefinition,
     load_checks,
     parse_checks,
 )
-from processing.checks.engine import CheckEngine, CheckResult, EvaluationResult
-from processing.checks.kinds import KINDS
-from processing.checks.library import Outcome
+from processing.analysis.checks.engine import CheckEngine, CheckResult, EvaluationResult
+from processing.analysis.checks.kinds import KINDS
+from processing.analysis.checks.library import Outcome
 
 __all__ = [
     "DEFAULT_CHECKS_FILE",

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from processing.cache import CachedSnapshot, Entry, Layout
+from processing.ingest.cache import CachedSnapshot, Entry, Layout
 
 log = logging.getLogger(__name__)
 
