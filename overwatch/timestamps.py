@@ -32,13 +32,15 @@ avoids a PEP 495 trap (an ambiguous local time with ``fold=1`` never compares
 equal to the same instant in another zone).
 Naive datetimes are refused everywhere, because guessing their zone is exactly
 the bug this module exists to prevent.
+
+What a name looks like (subsystem rule, run directories, both name patterns)
+is defined once in :mod:`overwatch.names`; this module adds what its time means.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,25 +49,15 @@ from pathlib import PurePosixPath
 import pendulum
 from pendulum import DateTime
 
+from overwatch import names
+
 logger = logging.getLogger(__name__)
 
 ARCHIVE_TIMEZONE = "Europe/Zurich"
 """Zone of archived Overwatch names and of all old-receiver names."""
 
 _TIME_FORMAT = "YYYY_MM_DD_HH_mm_ss"  # pendulum tokens for the zero-padded form
-_SUBSYSTEM = re.compile(r"^[A-Za-z0-9]+$")
-_OVERWATCH_NAME = re.compile(
-    r"^(?P<subsystem>[A-Za-z0-9]+?)hists\."
-    r"(?P<year>\d{4})_(?P<month>\d{2})_(?P<day>\d{2})_"
-    r"(?P<hour>\d{2})_(?P<minute>\d{2})_(?P<second>\d{2})\.root$"
-)
-_RECEIVER_NAME = re.compile(
-    r"^(?P<subsystem>[A-Za-z0-9]+?)histos_(?P<run>\d+)_(?P<mode>[A-Za-z0-9]+)_"
-    r"(?P<year>\d{4})_(?P<month>\d{1,2})_(?P<day>\d{1,2})_"
-    r"(?P<hour>\d{1,2})_(?P<minute>\d{1,2})_(?P<second>\d{1,2})\.root$"
-)
-_RUN_DIR = re.compile(r"^Run(?P<run>\d+)$")
-_TIME_FIELDS = ("year", "month", "day", "hour", "minute", "second")
+_TIME_FIELDS = names.TIME_FIELDS  # what a name's time consists of: overwatch.names says
 
 
 class NameForm(enum.Enum):
@@ -94,14 +86,13 @@ class SnapshotName:
         """
         if self.form is NameForm.OVERWATCH:
             return snapshot_filename(self.subsystem, self.instant)
-        _check_subsystem(self.subsystem)
         local = _aware(self.instant).in_tz(ARCHIVE_TIMEZONE)
         if self.form is NameForm.ARCHIVED:
-            return f"{self.subsystem}hists.{local.format(_TIME_FORMAT)}.root"
+            return names.snapshot_file(self.subsystem, local.format(_TIME_FORMAT))
         if self.run is None or self.mode is None:
             raise ValueError("an old-receiver name needs both run and mode")
         stamp = "_".join(str(getattr(local, name)) for name in _TIME_FIELDS)
-        return f"{self.subsystem}histos_{self.run}_{self.mode}_{stamp}.root"
+        return names.receiver_snapshot_file(self.subsystem, self.run, self.mode, stamp)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -116,14 +107,6 @@ def _aware(instant: datetime) -> DateTime:
             f"naive datetime {instant.isoformat()}: attach a time zone (new names are UTC)"
         )
     return pendulum.instance(instant)
-
-
-def _check_subsystem(subsystem: str) -> None:
-    # The subsystem becomes a directory and file name: letters and digits only.
-    if not isinstance(subsystem, str) or not _SUBSYSTEM.match(subsystem):
-        raise ValueError(
-            f"invalid subsystem {subsystem!r}: expected letters and digits, e.g. 'EMC'"
-        )
 
 
 def _localize(wall: tuple[int, ...], tz: str) -> tuple[DateTime, DateTime | None]:
@@ -143,31 +126,20 @@ def _run_from_parents(path: PurePosixPath, subsystem: str) -> int | None:
     """Run number from a ``Run<N>/<SYS>/`` prefix, when the name is given as such a path."""
     parents = path.parts[:-1]
     if len(parents) >= 2 and parents[-1] == subsystem:
-        match = _RUN_DIR.match(parents[-2])
-        if match:
-            return int(match["run"])
+        return names.parse_run_dir(parents[-2])
     return None
 
 
 def _parse(name: str, archived: bool | None) -> tuple[SnapshotName, DateTime | None]:
     """Parse a name; also return the later reading when its wall time is ambiguous."""
     path = PurePosixPath(str(name))
-    base = path.name
-    match = _OVERWATCH_NAME.match(base)
-    if match:
+    # names.InvalidName (a ValueError) names both accepted forms.
+    layout, match = names.match_snapshot_name(path.name)
+    if layout is names.FileForm.OVERWATCH:
         form = NameForm.ARCHIVED if archived else NameForm.OVERWATCH
         tz = ARCHIVE_TIMEZONE if archived else "UTC"
         run, mode = _run_from_parents(path, match["subsystem"]), None
     else:
-        match = _RECEIVER_NAME.match(base)
-        if not match:
-            raise ValueError(
-                f"{name!r} is not a snapshot file name: expected "
-                "'<SYS>hists.YYYY_MM_DD_HH_MM_SS.root' (Overwatch, e.g. "
-                "'EMChists.2015_11_24_18_05_10.root') or "
-                "'<SYS>histos_<run>_<mode>_Y_M_D_h_m_s.root' (old receiver, e.g. "
-                "'EMChistos_123456_B_2015_3_14_2_3_5.root')"
-            )
         form, tz = NameForm.RECEIVER, ARCHIVE_TIMEZONE
         run, mode = int(match["run"]), match["mode"]
     wall = tuple(int(match[field]) for field in _TIME_FIELDS)
@@ -184,16 +156,13 @@ def _parse(name: str, archived: bool | None) -> tuple[SnapshotName, DateTime | N
 
 def snapshot_filename(subsystem: str, instant: datetime) -> str:
     """Name of a new snapshot, e.g. ``EMChists.2026_11_22_02_21_53.root`` (time in UTC)."""
-    _check_subsystem(subsystem)
-    stamp = _aware(instant).in_tz("UTC").format(_TIME_FORMAT)
-    return f"{subsystem}hists.{stamp}.root"
+    names.check_subsystem(subsystem)  # before the time: a bad name is the first thing to say
+    return names.snapshot_file(subsystem, _aware(instant).in_tz("UTC").format(_TIME_FORMAT))
 
 
 def snapshot_relpath(run: int, subsystem: str, instant: datetime) -> str:
     """Path of a new snapshot inside the data directory: ``Run<run>/<SYS>/<SYS>hists.<time>.root``."""
-    if isinstance(run, bool) or not isinstance(run, int) or run < 0:
-        raise ValueError(f"invalid run number {run!r}: expected a non-negative integer")
-    return f"Run{run}/{subsystem}/{snapshot_filename(subsystem, instant)}"
+    return f"{names.run_dir(run)}/{subsystem}/{snapshot_filename(subsystem, instant)}"
 
 
 def parse_snapshot_filename(name: str, *, archived: bool | None = None) -> SnapshotName:

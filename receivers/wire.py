@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from overwatch import names
+
 #: Largest accepted header frame; a header is a few dozen bytes.
 MAX_HEADER_BYTES = 65_536
-
-_SUBSYSTEM = re.compile(r"^[A-Za-z0-9]{1,32}$")
-_MODE = re.compile(r"^[A-Za-z0-9]{1,16}$")
 
 
 class WireError(ValueError):
@@ -73,12 +71,11 @@ class Refusal:
 
 
 def check_subsystem(subsystem: str) -> str:
-    """Return ``subsystem`` if it is a valid name (it becomes a directory name)."""
-    if not isinstance(subsystem, str) or not _SUBSYSTEM.match(subsystem):
-        raise WireError(
-            f"invalid subsystem {subsystem!r}: expected 1-32 letters and digits, e.g. 'EMC'"
-        )
-    return subsystem
+    """Return ``subsystem`` if it is a valid name (:mod:`overwatch.names`); else WireError."""
+    try:
+        return names.check_subsystem(subsystem)
+    except names.InvalidName as error:
+        raise WireError(str(error)) from None
 
 
 def _load_json_object(frame: bytes, what: str) -> dict[str, Any]:
@@ -113,6 +110,10 @@ def parse_header(frame: bytes) -> Header | Refusal:
         subsystem = data.get("subsystem")
         return Refusal(str(data["error"]), subsystem if isinstance(subsystem, str) else None)
     run = _integer(data, "run")
+    try:
+        names.check_run(run)
+    except names.InvalidName as error:
+        raise WireError(f"header field 'run': {error}") from None
     seq = _integer(data, "seq")
     if "subsystem" not in data:
         raise WireError("header misses the field 'subsystem'")
@@ -120,8 +121,12 @@ def parse_header(frame: bytes) -> Header | Refusal:
     if "mode" not in data:
         raise WireError("header misses the field 'mode'")
     mode = data["mode"]
-    if not isinstance(mode, str) or not _MODE.match(mode):
-        raise WireError(f"header field 'mode' must be 1-16 letters or digits, got {mode!r}")
+    try:
+        names.check_mode(mode)
+    except names.InvalidName:
+        raise WireError(
+            f"header field 'mode' must be 1-16 letters or digits, got {mode!r}"
+        ) from None
     timestamp = data.get("timestamp")
     if timestamp is not None:
         if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):

@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 
+from overwatch import names
 from overwatch.quality import Quality
 from overwatch.store.db import overwatch_root, transact
 from processing.analysis.alarms import acknowledge, alarm_to_dict, list_alarms
@@ -69,9 +70,10 @@ def parse_filters(args: Any) -> dict[str, Any]:
     filters: dict[str, Any] = {}
     run = args.get("run", "").strip()
     if run:
-        if not run.isdigit() or int(run) >= 2**31:
-            raise queries.BadRequest(f"run must be a run number, got {run!r}")
-        filters["run"] = int(run)
+        try:
+            filters["run"] = names.parse_run(run)
+        except names.InvalidName:
+            raise queries.BadRequest(f"run must be a run number, got {run!r}") from None
     subsystem = args.get("subsystem", "").strip()
     if subsystem:
         if not check_subsystem(subsystem):

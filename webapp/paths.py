@@ -12,15 +12,11 @@ directory.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from urllib.parse import quote
 
-SUBSYSTEM = re.compile(r"^[A-Za-z0-9]{1,32}$")
-SNAPSHOT_PATH = re.compile(
-    r"^Run(?P<run>\d{1,10})/(?P<sys>[A-Za-z0-9]{1,32})/"
-    r"(?P<file>(?P<prefix>[A-Za-z0-9]{1,32})hists\.\d{4}(?:_\d{2}){5}\.root)$"
-)
+from overwatch import names
+
 MAX_PATH_LENGTH = 1024
 
 
@@ -47,7 +43,8 @@ def check_path(path: str) -> str:
 
 
 def check_subsystem(name: str) -> bool:
-    return bool(SUBSYSTEM.match(name))
+    """Whether a URL's subsystem is a valid name (the rule is :mod:`overwatch.names`')."""
+    return names.is_subsystem(name)
 
 
 def snapshot_file(data_dir: str | Path, relpath: str) -> Path | None:
@@ -56,8 +53,7 @@ def snapshot_file(data_dir: str | Path, relpath: str) -> Path | None:
     Raises UnsafePath for traversal attempts.
     """
     check_path(relpath)
-    match = SNAPSHOT_PATH.match(relpath)
-    if match is None or match["prefix"] != match["sys"]:
+    if names.split_snapshot_relpath(relpath) is None:
         return None
     root = Path(data_dir).resolve()
     target = (root / relpath).resolve()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from overwatch import names
 from overwatch.store.models import OverwatchRoot, Run, Subsystem
 
 MAX_PER_PAGE = 200
@@ -39,7 +40,7 @@ def parse_page(page: str | None, per_page: str | None) -> tuple[int, int]:
 
 
 def get_run(root: OverwatchRoot, run: int) -> Run:
-    found = root.runs.get(run) if 0 <= run < 2**31 else None
+    found = root.runs.get(run) if names.is_run(run) else None
     if found is None:
         raise NotFound(f"run {run} not found")
     return found

@@ -45,6 +45,7 @@ import numpy as np
 from flask import Blueprint, Flask, Response, current_app, g, request, url_for
 from flask.blueprints import BlueprintSetupState
 
+from overwatch import names
 from overwatch.config import ConfigError
 from overwatch.jsroot import K_NO_STATS, to_json_bytes, to_jsroot
 from processing.compare import ConfiguredTest, SpecError, available_tests, configure, get_test
@@ -143,8 +144,8 @@ def parse_reference(text: str | None, configured: int | None) -> tuple[int | Non
     if len(text) > 10 or not text.isascii() or not text.isdigit():
         raise ParameterError(f"ref: expected a run number or 'none', got {text[:40]!r}")
     number = int(text)
-    if not 0 < number < 2**31:
-        raise ParameterError(f"ref: run numbers are between 1 and {2**31 - 1}, got {number}")
+    if number == 0 or not names.is_run(number):  # run 0 holds no data: never a reference
+        raise ParameterError(f"ref: run numbers are between 1 and {names.MAX_RUN}, got {number}")
     return number, "url"
 
 

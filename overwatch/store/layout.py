@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-RUN_DIR = re.compile(r"^Run(\d+)$")
-SNAPSHOT_FILE = re.compile(r"^(?P<sys>[A-Za-z0-9]+)hists\.\d{4}(_\d{2}){5}\.root$")
+from overwatch import names
 
 
 class FileSystem:
@@ -117,10 +115,10 @@ class DataDir:
         self.root = Path(root)
 
     def subsystem_dir(self, run: int, subsystem: str) -> Path:
-        return self.root / f"Run{run}" / subsystem
+        return self.root / names.run_dir(run) / names.check_subsystem(subsystem)
 
     def cache_dir(self, run: int, subsystem: str) -> Path:
-        return self.root / "cache" / f"Run{run}" / subsystem
+        return self.root / "cache" / names.run_dir(run) / names.check_subsystem(subsystem)
 
     @property
     def status_dir(self) -> Path:
@@ -139,12 +137,13 @@ class DataDir:
             return
         runs = []
         for entry in self.root.iterdir():
-            match = RUN_DIR.match(entry.name)
-            if match and entry.is_dir():
-                runs.append((int(match.group(1)), entry))
+            run = names.parse_run_dir(entry.name)
+            if run is not None and entry.is_dir():
+                runs.append((run, entry))
         for run, run_dir in sorted(runs):
             for subsystem_dir in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+                if not names.is_subsystem(subsystem_dir.name):
+                    continue
                 for file in sorted(subsystem_dir.iterdir()):
-                    match = SNAPSHOT_FILE.match(file.name)
-                    if match and match.group("sys") == subsystem_dir.name:
+                    if names.is_snapshot_file(file.name, subsystem_dir.name):
                         yield SnapshotFile(run, subsystem_dir.name, file)

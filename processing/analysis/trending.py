@@ -33,14 +33,14 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from overwatch import names
 from overwatch.jsroot import trend_graph
-from overwatch.store.layout import RUN_DIR, DataDir
+from overwatch.store.layout import DataDir
 from processing.analysis.trend_store import ABSENT, TrendStore, TrendStoreError, TrendWindow
 from processing.analysis.trend_values import GENERIC_NAMES, generic_values, slice_trend_values
 
@@ -62,16 +62,15 @@ log = logging.getLogger(__name__)
 
 #: Name of the trend folder inside a subsystem's cache directory.
 TREND_DIR = "trends"
-_SUBSYSTEM = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def trend_dir(data_dir: str | Path, run: int, subsystem: str) -> Path:
-    """``<data>/cache/Run<run>/<SYS>/trends``; refuses names that could leave the data dir."""
-    if not _SUBSYSTEM.match(subsystem):
-        raise ValueError(f"invalid subsystem name {subsystem!r}")
-    if isinstance(run, bool) or not isinstance(run, int | np.integer) or run < 0:
-        raise ValueError(f"invalid run number {run!r}")
-    return DataDir(data_dir).cache_dir(int(run), subsystem) / TREND_DIR
+    """``<data>/cache/Run<run>/<SYS>/trends``; refuses names that could leave the data dir.
+
+    Raises ``overwatch.names.InvalidName`` (a ValueError) for a bad run or subsystem.
+    """
+    names.check_subsystem(subsystem)
+    return DataDir(data_dir).cache_dir(names.check_run(run), subsystem) / TREND_DIR
 
 
 def trended_runs(data_dir: str | Path, subsystem: str) -> list[int]:
@@ -84,9 +83,9 @@ def trended_runs(data_dir: str | Path, subsystem: str) -> list[int]:
         return []
     runs = []
     for entry in entries:
-        match = RUN_DIR.match(entry.name)
-        if match and (Path(entry.path) / subsystem / TREND_DIR).is_dir():
-            runs.append(int(match.group(1)))
+        run = names.parse_run_dir(entry.name)
+        if run is not None and (Path(entry.path) / subsystem / TREND_DIR).is_dir():
+            runs.append(run)
     return sorted(runs)
 
 

@@ -6,7 +6,8 @@ import os
 import time
 from pathlib import Path
 
-from overwatch.store.layout import SNAPSHOT_FILE, DataDir
+from overwatch import names
+from overwatch.store.layout import DataDir
 
 Key = tuple[int, str]
 
@@ -27,13 +28,12 @@ class Scanner:
         if not root.is_dir():
             return found
         for run_entry in os.scandir(root):
-            if not (run_entry.name.startswith("Run") and run_entry.name[3:].isdigit()):
+            run = names.parse_run_dir(run_entry.name)
+            if run is None or not run_entry.is_dir():
                 continue
-            if not run_entry.is_dir():
-                continue
-            run = int(run_entry.name[3:])
             for sub_entry in os.scandir(run_entry.path):
-                if not sub_entry.is_dir():
+                # A folder that is no subsystem name cannot hold snapshot files.
+                if not names.is_subsystem(sub_entry.name) or not sub_entry.is_dir():
                     continue
                 key = (run, sub_entry.name)
                 path = Path(sub_entry.path)
@@ -43,11 +43,8 @@ class Scanner:
                     if seen[1] - mtime / 1e9 > self.SETTLE:
                         continue
                 listed_at = time.time()
-                names = [
-                    n
-                    for n in os.listdir(path)
-                    if SNAPSHOT_FILE.match(n) and n.startswith(f"{sub_entry.name}hists.")
+                found[key] = [
+                    n for n in os.listdir(path) if names.is_snapshot_file(n, sub_entry.name)
                 ]
                 self._seen[path] = (mtime, listed_at)
-                found[key] = names
         return found
