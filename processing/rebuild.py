@@ -62,7 +62,7 @@ def rebuild(
     if checks is None:
         checks = load_engine(settings.checks_file)
     if reread:
-        cache_root = data.root / "cache"
+        cache_root = data.cache_root
         if cache_root.exists():
             log.info("deleting the array cache %s", cache_root)
             shutil.rmtree(cache_root)

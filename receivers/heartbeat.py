@@ -30,11 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from receivers.spool import FileSystem, atomic_write, describe_os_error
+from overwatch.store.layout import DataDir, FileSystem, atomic_write
+from receivers.spool import describe_os_error
 
 log = logging.getLogger(__name__)
-
-STATUS_DIR = "status"
 
 #: Every counter a receiver keeps, in the order shown to users.
 COUNTERS = (
@@ -54,8 +53,8 @@ COUNTERS = (
 
 
 def status_path(data_dir: str | Path, subsystem: str) -> Path:
-    """Where the heartbeat of ``subsystem``'s receiver lives."""
-    return Path(data_dir) / STATUS_DIR / f"receiver-{subsystem}.json"
+    """Where the heartbeat of ``subsystem``'s receiver lives (``DataDir.heartbeat_file``)."""
+    return DataDir(data_dir).heartbeat_file(subsystem)
 
 
 def read_status(data_dir: str | Path, subsystem: str) -> dict[str, Any] | None:

@@ -36,12 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from overwatch.store.layout import FileSystem, atomic_write
+from overwatch.store.layout import DataDir, FileSystem, atomic_write
 from overwatch.timestamps import from_unix, snapshot_relpath
 
 log = logging.getLogger(__name__)
 
-QUARANTINE_DIR = "quarantine"
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 _quarantine_counter = itertools.count()
 
@@ -201,8 +200,8 @@ class Spool:
         """Keep a rejected message for inspection; return its ``.bin`` path (None if unwritable)."""
         received = time.time() if received is None else received
         stamp = from_unix(int(received)).format("YYYY_MM_DD_HH_mm_ss")
-        directory = self.data_dir / QUARANTINE_DIR
-        stem = f"{subsystem}.{stamp}.{os.getpid()}-{next(_quarantine_counter)}"
+        unique = f"{os.getpid()}-{next(_quarantine_counter)}"
+        kept, reason_file = DataDir(self.data_dir).quarantine_files(subsystem, stamp, unique)
         record = {
             "reason": reason,
             "subsystem": subsystem,
@@ -213,16 +212,18 @@ class Spool:
             "frame_bytes": frames,
         }
         try:
-            atomic_write(directory / f"{stem}.bin", payload, fsync=self.fsync, fs=self.fs)
+            atomic_write(kept, payload, fsync=self.fsync, fs=self.fs)
             atomic_write(
-                directory / f"{stem}.reason.json",
+                reason_file,
                 json.dumps(record, indent=1).encode("utf-8"),
                 fsync=self.fsync,
                 fs=self.fs,
             )
         except OSError as error:
             log.error(
-                "cannot keep the rejected message in %s: %s", directory, describe_os_error(error)
+                "cannot keep the rejected message in %s: %s",
+                kept.parent,
+                describe_os_error(error),
             )
             return None
-        return directory / f"{stem}.bin"
+        return kept

@@ -17,9 +17,9 @@ import dataclasses
 import getpass
 import logging
 import sys
-from pathlib import Path
 
 from overwatch.config import ConfigError, Settings, WebSettings, load_settings
+from overwatch.store.layout import DataDir
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         )
         # The default key file sits in the default data directory: follow --data-dir.
         if settings.web.secret_key_file == WebSettings.secret_key_file:
-            web["secret_key_file"] = str(Path(args.data_dir) / ".secret_key")
+            web["secret_key_file"] = str(DataDir(args.data_dir).secret_key_file)
     if getattr(args, "host", None):
         web["host"] = args.host
     if getattr(args, "port", None) is not None:

@@ -69,11 +69,10 @@ def _age(now: float, when: Any) -> float | None:
 def _heartbeat_files(data_dir: DataDir) -> dict[str, dict[str, Any]]:
     beats: dict[str, dict[str, Any]] = {}
     try:
-        files = sorted(data_dir.status_dir.glob("receiver-*.json"))
+        files = data_dir.heartbeat_files()
     except OSError:
         return beats
-    for path in files:
-        subsystem = path.stem.removeprefix("receiver-")
+    for subsystem, path in files.items():
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:

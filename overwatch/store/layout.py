@@ -1,14 +1,21 @@
 """The data directory: where snapshots, caches, heartbeats and quarantine live.
 
+Every path inside the data directory is named here and nowhere else (the
+names themselves, ``Run<run>``, ``<SYS>`` and the snapshot file names, follow
+:mod:`overwatch.names`); other modules ask :class:`DataDir`:
+
 ```
 <data>/Run<run>/<SYS>/<SYS>hists.<YYYY_MM_DD_HH_MM_SS>.root   cumulative snapshots (never edited)
 <data>/cache/Run<run>/<SYS>/...                               array cache built by processing
+<data>/cache/Run<run>/<SYS>/trends/                           trend chunks of that run's subsystem
 <data>/status/receiver-<SYS>.json                             receiver heartbeats
-<data>/quarantine/                                            payloads refused by a receiver
+<data>/quarantine/<SYS>.<UTC time>.<n>.bin (+ .reason.json)   payloads refused by a receiver
+<data>/.secret_key                                            the web's session key (default place)
 ```
 
 Files appear atomically: written under a temporary name in the same
-directory, flushed to disk, then renamed, so a reader never sees half a file.
+directory, flushed to disk, then renamed, so a reader never sees half a file
+(:func:`atomic_write`, the one implementation of that).
 """
 
 from __future__ import annotations
@@ -20,6 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from overwatch import names
+
+CACHE_DIR = "cache"
+TREND_DIR = "trends"
+STATUS_DIR = "status"
+HEARTBEAT_PREFIX = "receiver-"
+QUARANTINE_DIR = "quarantine"
+SECRET_KEY_FILE = ".secret_key"
 
 
 class FileSystem:
@@ -114,19 +128,77 @@ class DataDir:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
+    # -- snapshots -------------------------------------------------------------------
+    def run_dir(self, run: int) -> Path:
+        return self.root / names.run_dir(run)
+
     def subsystem_dir(self, run: int, subsystem: str) -> Path:
-        return self.root / names.run_dir(run) / names.check_subsystem(subsystem)
+        return self.run_dir(run) / names.check_subsystem(subsystem)
+
+    # -- processing's derived data -----------------------------------------------------
+    @property
+    def cache_root(self) -> Path:
+        """Everything processing derives (array cache, trends): deleting it loses no data."""
+        return self.root / CACHE_DIR
 
     def cache_dir(self, run: int, subsystem: str) -> Path:
-        return self.root / "cache" / names.run_dir(run) / names.check_subsystem(subsystem)
+        return self.cache_root / names.run_dir(run) / names.check_subsystem(subsystem)
 
+    def trend_dir(self, run: int, subsystem: str) -> Path:
+        return self.cache_dir(run, subsystem) / TREND_DIR
+
+    def cache_runs(self) -> list[int]:
+        """Runs with a folder in the cache, ascending."""
+        try:
+            entries = list(os.scandir(self.cache_root))
+        except FileNotFoundError:
+            return []
+        runs = (names.parse_run_dir(entry.name) for entry in entries if entry.is_dir())
+        return sorted(run for run in runs if run is not None)
+
+    # -- receivers ---------------------------------------------------------------------
     @property
     def status_dir(self) -> Path:
-        return self.root / "status"
+        return self.root / STATUS_DIR
+
+    def heartbeat_file(self, subsystem: str) -> Path:
+        """Where the heartbeat of ``subsystem``'s receiver lives."""
+        return self.status_dir / f"{HEARTBEAT_PREFIX}{names.check_subsystem(subsystem)}.json"
+
+    def heartbeat_files(self) -> dict[str, Path]:
+        """Subsystem -> heartbeat file, for every heartbeat on disk (sorted by subsystem)."""
+        try:
+            entries = list(os.scandir(self.status_dir))
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        found = {}
+        for entry in entries:
+            stem, dot, suffix = entry.name.rpartition(".")
+            subsystem = stem.removeprefix(HEARTBEAT_PREFIX)
+            if (
+                dot
+                and suffix == "json"
+                and stem.startswith(HEARTBEAT_PREFIX)
+                and names.is_subsystem(subsystem)
+            ):
+                found[subsystem] = Path(entry.path)
+        return dict(sorted(found.items()))
 
     @property
     def quarantine_dir(self) -> Path:
-        return self.root / "quarantine"
+        return self.root / QUARANTINE_DIR
+
+    def quarantine_files(self, subsystem: str, stamp: str, unique: str) -> tuple[Path, Path]:
+        """(payload, reason) files of one refused message: ``<SYS>.<stamp>.<unique>.bin`` and
+        ``.reason.json`` beside it."""
+        stem = f"{names.check_subsystem(subsystem)}.{stamp}.{unique}"
+        return self.quarantine_dir / f"{stem}.bin", self.quarantine_dir / f"{stem}.reason.json"
+
+    # -- web ---------------------------------------------------------------------------
+    @property
+    def secret_key_file(self) -> Path:
+        """Default place of the key that signs the web's session cookies."""
+        return self.root / SECRET_KEY_FILE
 
     def relative(self, path: Path) -> str:
         return str(Path(path).resolve().relative_to(self.root.resolve()))

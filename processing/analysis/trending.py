@@ -32,7 +32,6 @@ the x axis of every graph is a time axis.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -40,7 +39,7 @@ import numpy as np
 
 from overwatch import names
 from overwatch.jsroot import trend_graph
-from overwatch.store.layout import DataDir
+from overwatch.store.layout import TREND_DIR, DataDir
 from processing.analysis.trend_store import ABSENT, TrendStore, TrendStoreError, TrendWindow
 from processing.analysis.trend_values import GENERIC_NAMES, generic_values, slice_trend_values
 
@@ -60,33 +59,20 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Name of the trend folder inside a subsystem's cache directory.
-TREND_DIR = "trends"
-
 
 def trend_dir(data_dir: str | Path, run: int, subsystem: str) -> Path:
     """``<data>/cache/Run<run>/<SYS>/trends``; refuses names that could leave the data dir.
 
     Raises ``overwatch.names.InvalidName`` (a ValueError) for a bad run or subsystem.
     """
-    names.check_subsystem(subsystem)
-    return DataDir(data_dir).cache_dir(names.check_run(run), subsystem) / TREND_DIR
+    return DataDir(data_dir).trend_dir(run, subsystem)
 
 
 def trended_runs(data_dir: str | Path, subsystem: str) -> list[int]:
     """Runs with a trend folder for this subsystem, ascending."""
-    trend_dir(data_dir, 0, subsystem)  # validates the name
-    root = DataDir(data_dir).root / "cache"
-    try:
-        entries = list(os.scandir(root))
-    except FileNotFoundError:
-        return []
-    runs = []
-    for entry in entries:
-        run = names.parse_run_dir(entry.name)
-        if run is not None and (Path(entry.path) / subsystem / TREND_DIR).is_dir():
-            runs.append(run)
-    return sorted(runs)
+    data = DataDir(data_dir)
+    names.check_subsystem(subsystem)
+    return [run for run in data.cache_runs() if data.trend_dir(run, subsystem).is_dir()]
 
 
 def run_history(
