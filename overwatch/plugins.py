@@ -239,6 +239,14 @@ class DetectorPlugin:
         return {}
 
 
+def events_path(plugin: DetectorPlugin, configured: Mapping[str, str], subsystem: str) -> str:
+    """The one rule for a subsystem's events histogram: the setting, else the plugin's.
+
+    ``configured`` is ``processing.events_histogram`` of the settings.
+    """
+    return configured.get(subsystem) or plugin.events_histogram
+
+
 class DefaultPlugin(DetectorPlugin):
     """What a subsystem without a plugin (or with a broken one) gets."""
 

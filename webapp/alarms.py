@@ -32,11 +32,10 @@ from flask import Blueprint, Response, g, redirect, render_template, request, ur
 from overwatch import names
 from overwatch.quality import Quality
 from overwatch.store.db import overwatch_root, transact
-from processing.analysis.alarms import acknowledge, alarm_to_dict, list_alarms
+from processing import acknowledge, alarm_to_dict, list_alarms
 from webapp import queries
-from webapp.auth import safe_next
 from webapp.context import overwatch, resources
-from webapp.http import json_error, json_response
+from webapp.http import json_error, json_response, safe_next
 from webapp.paths import check_subsystem, quote_path
 
 log = logging.getLogger(__name__)

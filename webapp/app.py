@@ -4,8 +4,10 @@
 overrides (``db=``, ``data_dir=``, ``secret_key=``). Blueprints, one per area:
 ``auth`` (login/logout), ``pages`` (run list, run and histogram pages),
 ``api`` (JSON), ``status`` (data-path health) and ``download`` (snapshot files).
-``alarms`` (list, acknowledge), ``trends`` (time graphs) and ``plugin_view``
-(detector plugin groups, stacks, derived histograms, display, plugin errors).
+``alarms`` (list, acknowledge), ``trends`` (time graphs), ``plugin_view``
+(what a plugin made of a slice, plugin health), ``reference`` (comparison with a
+reference run) and ``slices`` (on-demand slices). Blueprints share helpers
+(``views``, ``queries``, ``context``, ``http``, ``paths``), never each other.
 Nothing here opens the database: the first request of each process does
 (see :mod:`webapp.context`), which keeps the app safe to build before a fork.
 """
@@ -21,6 +23,7 @@ import ZODB
 from flask import Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException
 
+import processing
 from overwatch.config import Settings, load_settings
 from webapp import (
     alarms,
@@ -36,7 +39,8 @@ from webapp import (
     trends,
 )
 from webapp.context import EXTENSION, Resources, close_connection
-from webapp.http import OverwatchFlask, compress, json_error
+from webapp.http import OverwatchFlask, compress, json_error, wants_json
+from webapp.paths import UnsafePath
 from webapp.security import load_secret_key
 
 log = logging.getLogger(__name__)
@@ -105,16 +109,20 @@ def _finish(response: Response) -> Response:
 
 
 def _error(message: str, status: int) -> Response:
-    if auth.wants_json():
+    if wants_json():
         return json_error(message, status)
     html = render_template("error.html", message=message, status=status)
     return Response(html, status=status)
 
 
 def _register_errors(app: Flask) -> None:
-    from processing.slices.reader import UnknownHistogram, UnknownRun, UnknownSubsystem
-
-    for missing in (queries.NotFound, UnknownRun, UnknownSubsystem, UnknownHistogram):
+    """Each domain error is answered here once, for every blueprint (JSON or a page)."""
+    for missing in (
+        queries.NotFound,
+        processing.UnknownRun,
+        processing.UnknownSubsystem,
+        processing.UnknownHistogram,
+    ):
 
         @app.errorhandler(missing)
         def not_found(error: LookupError) -> Response:
@@ -123,6 +131,33 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(queries.BadRequest)
     def bad_request(error: queries.BadRequest) -> Response:
         return _error(str(error), 400)
+
+    @app.errorhandler(UnsafePath)
+    def unsafe_path(error: UnsafePath) -> Response:
+        return _error(f"refused path: {error}", 400)
+
+    @app.errorhandler(processing.BadSliceLink)
+    def bad_link(error: processing.BadSliceLink) -> Response:
+        if wants_json():
+            return json_error(f"bad slice: {error}", 400)
+        return _error(
+            f"This time-slice link is not valid: {error}. Ask for the slice again with the "
+            "form on the run page, or check the link you followed.",
+            400,
+        )
+
+    @app.errorhandler(processing.UnknownSlice)
+    def unknown_slice(error: processing.UnknownSlice) -> Response:
+        return _error(str(error), 404)
+
+    @app.errorhandler(processing.SliceRequestError)
+    def bad_slice_request(error: processing.SliceRequestError) -> Response:
+        return _error(f"This time slice cannot be shown: {error}", 400)
+
+    @app.errorhandler(processing.CacheError)
+    def cache_error(error: processing.CacheError) -> Response:
+        log.error("cannot serve %s: %s", request.path, error)
+        return _error(str(error), 500)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:

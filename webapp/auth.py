@@ -30,7 +30,7 @@ from flask import (
 from flask.sessions import SecureCookieSessionInterface
 
 from webapp.context import overwatch, resources
-from webapp.http import json_error
+from webapp.http import json_error, safe_next, wants_json
 from webapp.security import (
     new_csrf_token,
     password_fingerprint,
@@ -64,13 +64,6 @@ def _bearer_token() -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
-
-
-def wants_json() -> bool:
-    if request.path.startswith("/api/") or "Authorization" in request.headers:
-        return True
-    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json"
 
 
 def unauthorized() -> Response:
@@ -116,19 +109,6 @@ def check_csrf() -> Response | None:
     if wants_json():
         return json_error(CSRF_FAILED, 400)
     return Response(render_template("error.html", message=CSRF_FAILED, status=400), status=400)
-
-
-def safe_next(target: str | None) -> str:
-    """Where to go after signing in: only a path on this site, never another host."""
-    if (
-        target
-        and target.startswith("/")
-        and not target.startswith("//")
-        and "\\" not in target
-        and not any(ord(c) < 32 for c in target)
-    ):
-        return target
-    return url_for("pages.runs")
 
 
 def _login_form(message: str = "", status: int = 200) -> Response:

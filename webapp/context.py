@@ -24,7 +24,6 @@ from flask import current_app, g
 
 from overwatch.store.db import open_db, read
 from overwatch.store.models import ROOT_KEY, OverwatchRoot
-from webapp.histjson import HistogramJSON
 from webapp.security import RateLimiter, password_fingerprint
 
 if TYPE_CHECKING:
@@ -106,7 +105,7 @@ class Resources:
         attempts = settings.web.login_attempts_per_minute
         self.ip_limiter = RateLimiter(attempts)
         self.user_limiter = RateLimiter(attempts)
-        self.histograms = HistogramJSON(self)
+        self._views: Any = None
 
     @property
     def db(self) -> ZODB.DB:
@@ -129,10 +128,35 @@ class Resources:
         if self._reader is None:
             with self._lock:
                 if self._reader is None:
-                    from processing.slices.reader import SliceReader
+                    import processing
 
-                    self._reader = SliceReader(self.data_dir, db)
+                    self._reader = processing.SliceReader(self.data_dir, db)
         return self._reader
+
+    @property
+    def views(self) -> Any:
+        """The processing package's ``SliceService``: the view of every slice a page shows.
+
+        Re-made with the reader when the process re-opens its database (after a fork).
+        """
+        reader = self.reader
+        found = self._views
+        if found is None or found.reader is not reader:
+            with self._lock:
+                found = self._views
+                if found is None or found.reader is not reader:
+                    import processing
+
+                    found = self._views = processing.SliceService(
+                        self.data_dir, self.db, reader=reader, settings=self.settings.processing,
+                        max_entries=self.settings.web.slice_cache_entries,
+                    )  # fmt: skip
+        return found
+
+    @property
+    def ongoing_seconds(self) -> float:
+        """How long after its last snapshot a run still counts as ongoing."""
+        return self.settings.processing.ongoing_minutes * 60.0
 
     def close(self) -> None:
         if self._db is not None and not self._given_db and self._db_pid == os.getpid():

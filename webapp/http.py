@@ -15,12 +15,13 @@ import gzip
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, request, url_for
 from werkzeug.security import safe_join
 
-from webapp.histjson import GZIP_LEVEL, GZIP_MIN_BYTES, ByteLRU, Encoded, encode
+from overwatch.lru import LRU
 
 COMPRESSIBLE = frozenset(
     {
@@ -35,6 +36,58 @@ COMPRESSIBLE = frozenset(
 )
 #: JSROOT is pinned and never changes under one URL: let browsers keep it a day.
 VENDORED_MAX_AGE = 86_400
+#: Bodies smaller than this are not worth compressing (headers dominate).
+GZIP_MIN_BYTES = 512
+GZIP_LEVEL = 6
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A response body in both encodings, with its validator."""
+
+    body: bytes
+    gzipped: bytes | None
+    etag: str
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.body) + len(self.gzipped or b"") + 200
+
+
+def encode(body: bytes, etag: str) -> Encoded:
+    gzipped = gzip.compress(body, GZIP_LEVEL, mtime=0) if len(body) >= GZIP_MIN_BYTES else None
+    return Encoded(body, gzipped, etag)
+
+
+def make_etag(*parts: object) -> str:
+    text = "\x1f".join(str(part) for part in parts)
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+def byte_cache(max_bytes: int) -> LRU:
+    """An LRU of :class:`Encoded` bodies bounded by their total size."""
+    return LRU(max_cost=max_bytes, cost=lambda encoded: encoded.nbytes)
+
+
+def wants_json() -> bool:
+    """Whether this request is answered in JSON (the API, scripts) rather than a page."""
+    if request.path.startswith("/api/") or "Authorization" in request.headers:
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after a form: only a path on this site, never another host."""
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not any(ord(c) < 32 for c in target)
+    ):
+        return target
+    return url_for("pages.runs")
 
 
 def accepts_gzip() -> bool:
@@ -117,7 +170,7 @@ def compress(response: Response) -> Response:
 class OverwatchFlask(Flask):
     """Flask with compressed, cached static files."""
 
-    static_gzip = ByteLRU(32 * 1024 * 1024)
+    static_gzip = byte_cache(32 * 1024 * 1024)
 
     def get_send_file_max_age(self, filename: str | None) -> int | None:
         if filename and filename.startswith("jsroot/"):

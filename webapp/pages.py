@@ -14,55 +14,95 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import urlencode
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 
-from overwatch.histogram import dimension_of
-from webapp import plugin_view, queries, slices
-from webapp.api import histogram_listing, ongoing_seconds
-from webapp.context import overwatch
-from webapp.histjson import SLICES
-from webapp.paths import UnsafePath, check_path, check_subsystem, quote_path
+import processing
+from overwatch.plugins import DefaultPlugin, load_errors, load_plugin, validate_options
+from webapp import queries, views
+from webapp.context import overwatch, resources
 
 bp = Blueprint("pages", __name__)
 
 MAX_OPTION_LENGTH = 100
 
 
-def default_option(class_name: str) -> str:
-    """What JSROOT draws a class with unless the user asks for another option."""
-    try:
-        ndim = dimension_of(class_name)
-    except ValueError:
-        return ""
-    return "colz" if ndim == 2 else ""
-
-
 def view_args() -> dict[str, str]:
-    """The slice and draw option from the query string, checked (bad values fall back).
+    """The slice and draw option from the query string (an empty slice is the whole run).
 
-    A slice other than cumulative/latest is an on-demand slice's link or id,
-    checked by ``webapp.slices.page_slice`` (a malformed one is a 400 page).
+    A slice other than cumulative/latest is an on-demand slice's link or id; a
+    malformed one is a 400 page saying what is wrong with it.
     """
-    view = request.args.get("slice", "cumulative")
-    if view not in SLICES and not slices.is_ondemand(view):
-        view = "cumulative"
+    view = request.args.get("slice") or "cumulative"
     option = request.args.get("opt", "").strip()[:MAX_OPTION_LENGTH]
     return {"slice": view, "opt": option}
 
 
-def histogram_url(run: int, subsystem: str, path: str, **query: str) -> str:
-    """Link to a histogram page; the path is percent-encoded segment by segment."""
-    base = url_for("pages.histogram_page", run=run, subsystem=subsystem, path="_")[:-1]
-    query_string = urlencode({key: value for key, value in query.items() if value})
-    return base + quote_path(path) + (f"?{query_string}" if query_string else "")
+def page_view(run: int, subsystem: str, slice_param: str) -> tuple[Any, dict[str, str]]:
+    """(the page's view, or None before any snapshot is processed; bad plugin options).
+
+    Bad plugin options in the query are named on the page and the view uses the
+    defaults for them; an id nobody described is an invalid link, like a
+    malformed one.
+    """
+    given = views.query_options(subsystem, request.args)
+    _values, option_errors = validate_options(load_plugin(subsystem).options, given)
+    good = {k: v for k, v in given.items() if k not in option_errors}
+    try:
+        resolved = views.get_view(run, subsystem, slice_param, good)
+    except processing.UnknownSlice as error:
+        raise processing.BadSliceLink(str(error)) from None
+    except processing.UnknownSubsystem:
+        if slice_param in processing.VIEW_NAMES:
+            return None, option_errors  # known, but no snapshot processed yet
+        raise
+    g.page_view = resolved
+    return resolved, option_errors
 
 
-@bp.app_template_global()
-def json_url(run: int, subsystem: str, path: str, view: str) -> str:
-    base = url_for("api.histograms", run=run, subsystem=subsystem)
-    return f"{base}/{quote_path(path)}?slice={view}"
+def plugin_bar(run: int, subsystem: str, resolved: Any, option_errors: dict) -> dict[str, Any]:
+    """The plugin's line on the run page: the view's quality and errors, the options form."""
+    plugin = load_plugin(subsystem)
+    view = resolved.view if resolved is not None else None
+    form = []
+    if view is not None and view.transforms:
+        values = view.spec.option_values
+        form = [
+            {"name": spec.name, "help": spec.help, "checked": bool(values[spec.name]),
+             "default": bool(spec.default)}
+            for spec in plugin.options
+            if spec.kind == "bool"
+        ]  # fmt: skip
+    return {
+        "plugin": None if isinstance(plugin, DefaultPlugin) else plugin.name,
+        "quality": view.analysis.quality if view else "Null",
+        "group_qualities": view.analysis.group_qualities() if view else {},
+        "histogram_qualities": view.analysis.histogram_qualities() if view else {},
+        "slice": view.describe() if view else "",
+        "evaluated_at": view.computed_at if view and view.analysis.evaluation else None,
+        "plugin_errors": list(view.errors) if view else [],
+        "load_error": load_errors.get(subsystem),
+        "options": form,
+        "option_errors": option_errors,
+        "trends_url": url_for("trends.page", run=run, subsystem=subsystem),
+    }
+
+
+def drawing(resolved: Any, path: str, group: str, args: dict[str, str]) -> dict[str, Any]:
+    """One figure of a page: JSON URL, draw option (the user's, else the plugin's), note."""
+    view = resolved.view
+    spec = view.spec
+    return {
+        "path": path,
+        "class_name": view.class_of(path),
+        "json": views.drawing_url(resolved, path),
+        "option": args["opt"] or view.draw_option(path),
+        "title": view.display(path).title,
+        "page": views.histogram_page_url(
+            spec.run, spec.subsystem, path, group=group, **args, **views.changed_options(resolved)
+        ),
+        "note": view.annotations.get(path),
+    }
 
 
 @bp.route("/")
@@ -76,14 +116,15 @@ def runs() -> str:
         page, per_page = queries.parse_page(request.args.get("page"), request.args.get("per_page"))
     except queries.BadRequest:
         page, per_page = 1, queries.DEFAULT_PER_PAGE
-    listing = queries.list_runs(overwatch(), page, per_page, time.time(), ongoing_seconds())
+    ongoing = resources().ongoing_seconds
+    listing = queries.list_runs(overwatch(), page, per_page, time.time(), ongoing)
     subsystems = sorted({name for run in listing["runs"] for name in run["subsystems"]})
     return render_template("runs.html", listing=listing, subsystems=subsystems)
 
 
 @bp.route("/runs/<int:run>")
 def run_page(run: int) -> Response:
-    detail = queries.run_detail(overwatch(), run, time.time(), ongoing_seconds())
+    detail = queries.run_detail(overwatch(), run, time.time(), resources().ongoing_seconds)
     if not detail["subsystems"]:
         return Response(render_template("run.html", detail=detail, subsystem=None))
     first = sorted(detail["subsystems"])[0]
@@ -92,48 +133,27 @@ def run_page(run: int) -> Response:
 
 @bp.route("/runs/<int:run>/<subsystem>")
 def subsystem_page(run: int, subsystem: str) -> str:
-    if not check_subsystem(subsystem):
-        raise queries.NotFound(f"subsystem {subsystem!r} not found in run {run}")
+    views.require_subsystem(run, subsystem)
     root = overwatch()
-    detail = queries.run_detail(root, run, time.time(), ongoing_seconds())
+    detail = queries.run_detail(root, run, time.time(), resources().ongoing_seconds)
     if subsystem not in detail["subsystems"]:
         raise queries.NotFound(f"subsystem {subsystem!r} not found in run {run}")
-    try:
-        listing = histogram_listing(run, subsystem)
-    except LookupError:  # known to the database, but no snapshot processed yet
-        listing = {"histograms": [], "groups": []}
-    groups = listing["groups"]
-    names = [g["name"] for g in groups]
-    group = request.args.get("group", "")
-    if group not in names:
-        group = names[0] if names else ""
-    classes = {h["path"]: h["class_name"] for h in listing["histograms"]}
     args = view_args()
-    ondemand = slices.page_slice(run, subsystem, args["slice"])  # None for cumulative/latest
-    shown: list[dict[str, Any]] = []
-    for g in groups:
-        if g["name"] != group:
-            continue
-        for path in g["histograms"]:
-            shown.append(
-                {
-                    "path": path,
-                    "class_name": classes[path],
-                    "json": json_url(
-                        run, subsystem, path, ondemand.slice_id if ondemand else args["slice"]
-                    ),
-                    "option": args["opt"] or default_option(classes[path]),
-                    "page": histogram_url(run, subsystem, path, group=group, **args),
-                }
-            )
+    resolved, option_errors = page_view(run, subsystem, args["slice"])
+    groups = resolved.view.analysis.groups if resolved is not None else {}
+    group = request.args.get("group", "")
+    if group not in groups:
+        group = next(iter(groups), "")
+    shown = [drawing(resolved, path, group, args) for path in groups.get(group, ())]
     return render_template(
         "run.html",
         detail=detail,
         subsystem=subsystem,
-        groups=groups,
+        groups=[{"name": name, "histograms": paths} for name, paths in groups.items()],
         group=group,
         shown=shown,
         args=args,
+        pv=plugin_bar(run, subsystem, resolved, option_errors),
         snapshots=queries.snapshot_files(root, run, subsystem),
         errors=queries.recent_errors(root, run, subsystem),
     )
@@ -141,31 +161,31 @@ def subsystem_page(run: int, subsystem: str) -> str:
 
 @bp.route("/runs/<int:run>/<subsystem>/hist/<path:path>")
 def histogram_page(run: int, subsystem: str, path: str) -> str:
+    views.require_path(path)
+    views.require_subsystem(run, subsystem)
+    args = view_args()
+    resolved, _option_errors = page_view(run, subsystem, args["slice"])
     try:
-        check_path(path)
-    except UnsafePath as error:
-        abort(400, f"refused histogram path: {error}")
-    if not check_subsystem(subsystem):
-        raise queries.NotFound(f"subsystem {subsystem!r} not found in run {run}")
-    classes = dict(plugin_view.listed_pairs(run, subsystem))  # derived and stacks too
-    if path not in classes:
+        if resolved is None:
+            raise processing.UnknownHistogram(path)
+        figure = drawing(resolved, path, request.args.get("group", ""), args)
+    except processing.UnknownHistogram:
         raise queries.NotFound(
             f"histogram {path!r} not found in run {run}, subsystem {subsystem!r}"
-        )
+        ) from None
     root = overwatch()
     info = queries.histogram_infos(root, run, subsystem).get(path) or {}
-    # Listed from the latest snapshot, so the histogram is in it.
     info = {
         **info,
-        "class_name": classes[path],
+        "class_name": figure["class_name"],
         "latest": queries.get_subsystem(root, run, subsystem).end,
     }
-    args = view_args()
-    slices.page_slice(run, subsystem, args["slice"])  # a malformed slice link: a 400 page
     group = request.args.get("group", "")
     slice_links = {
-        view: histogram_url(run, subsystem, path, slice=view, opt=args["opt"], group=group)
-        for view in SLICES
+        name: views.histogram_page_url(
+            run, subsystem, path, slice=name, opt=args["opt"], group=group
+        )
+        for name in processing.VIEW_NAMES
     }
     return render_template(
         "histogram.html",
@@ -175,7 +195,6 @@ def histogram_page(run: int, subsystem: str, path: str) -> str:
         path=path,
         info=info,
         args=args,
-        option=args["opt"] or plugin_view.plugin_option(run, subsystem, path, info["class_name"]),
-        json=json_url(run, subsystem, path, args["slice"]),
+        figure=figure,
         group=group,
     )

@@ -48,21 +48,24 @@ from flask.blueprints import BlueprintSetupState
 from overwatch import names
 from overwatch.config import ConfigError
 from overwatch.jsroot import K_NO_STATS, to_json_bytes, to_jsroot
-from processing.compare import ConfiguredTest, SpecError, available_tests, configure, get_test
-from processing.compare.online import (
+from processing import (
     SORT_ORDERS,
+    VIEW_NAMES,
+    CacheError,
+    ConfiguredTest,
     Overlay,
     OverlayError,
     ReferenceComparer,
     ReferenceNotFound,
-    records,
+    SpecError,
+    available_tests,
+    configure,
+    get_test,
 )
-from processing.ingest.cache import CacheError
+from processing import comparison_records as records
 from webapp import queries
-from webapp.api import ongoing_seconds
 from webapp.context import overwatch, resources
-from webapp.histjson import SLICES, ByteLRU, encode, make_etag
-from webapp.http import encoded_response, json_error, json_response
+from webapp.http import byte_cache, encode, encoded_response, json_error, json_response, make_etag
 from webapp.paths import UnsafePath, check_path, check_subsystem, quote_path
 
 log = logging.getLogger(__name__)
@@ -102,7 +105,7 @@ class _State:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.comparer: ReferenceComparer | None = None
-        self.overlays = ByteLRU(32 * 1024 * 1024)
+        self.overlays = byte_cache(32 * 1024 * 1024)
 
 
 def _state() -> _State:
@@ -115,7 +118,7 @@ def comparer() -> ReferenceComparer:
     reader = res.reader
     with state.lock:
         if state.comparer is None or state.comparer.reader is not reader:
-            state.comparer = ReferenceComparer(reader, version=res.histograms.version)
+            state.comparer = ReferenceComparer(reader, version=res.views.version)
         return state.comparer
 
 
@@ -204,7 +207,7 @@ def compare(run: int, subsystem: str) -> Response:
     }
     try:
         if choice.reference is None:
-            resources().histograms.version(run, subsystem)  # the run itself must exist
+            resources().views.version(run, subsystem)  # the run itself must exist
             return json_response({**answer, "counts": {}, "results": []})
         found = comparer().compare(run, subsystem, choice.reference, choice.test)
     except LookupError as error:  # the run, the reference, or a subsystem of either
@@ -268,8 +271,8 @@ def overlay_json(overlay: Overlay, run: int, subsystem: str, reference: int, vie
 @bp.route("/api/runs/<int:run>/<subsystem>/overlay/<path:path>")
 def overlay(run: int, subsystem: str, path: str) -> Response:
     view = request.args.get("slice", "cumulative")
-    if view not in SLICES:
-        return json_error(f"slice: expected one of {', '.join(SLICES)}, got {view[:40]!r}", 400)
+    if view not in VIEW_NAMES:
+        return json_error(f"slice: expected one of {', '.join(VIEW_NAMES)}, got {view[:40]!r}", 400)
     try:
         check_path(path)
     except UnsafePath as error:
@@ -288,7 +291,7 @@ def overlay(run: int, subsystem: str, path: str) -> Response:
             f"ref: no reference run; give ref=<run> or set compare.reference_runs.{subsystem}",
             400,
         )
-    versions = resources().histograms
+    versions = resources().views
     try:
         engine = comparer()
         key = (
@@ -376,11 +379,13 @@ def reference_overlay_url(run: int, subsystem: str, path: str) -> str:
     view = reference_view(run, subsystem)
     base = url_for("reference.overlay", run=run, subsystem=subsystem, path="_")[:-1]
     slice_ = request.args.get("slice", "cumulative")
-    slice_ = slice_ if slice_ in SLICES else "cumulative"
+    slice_ = slice_ if slice_ in VIEW_NAMES else "cumulative"
     return f"{base}{quote_path(path)}?ref={view['reference']}&slice={slice_}"
 
 
 def _candidates(run: int, subsystem: str) -> list[int]:
     """Recent runs holding this subsystem, for the selector's suggestions."""
-    listing = queries.list_runs(overwatch(), 1, CANDIDATE_RUNS, time.time(), ongoing_seconds())
+    listing = queries.list_runs(
+        overwatch(), 1, CANDIDATE_RUNS, time.time(), resources().ongoing_seconds
+    )
     return [r["run"] for r in listing["runs"] if r["run"] != run and subsystem in r["subsystems"]]

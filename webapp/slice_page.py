@@ -1,12 +1,10 @@
-"""The run page's side of on-demand slices: the form, and the slice's notes and qualities.
+"""The run page's side of on-demand slices: the form, presets, permalinks.
 
-Template globals (registered by ``webapp.slices``): :func:`slice_form` (what
-``_slice_form.html`` shows), :func:`slice_note` (a figure's annotation: the
-on-demand slice's when the page shows one), :func:`slice_plugin_page` (the
-plugin bar's quality, group qualities and errors, likewise) and the filter
-:func:`portable_slice` (the ``slice`` parameter kept by another subsystem's
-tab: the interval without this plugin's options). The page's slice is the
-one :func:`webapp.slices.page_slice` put in ``flask.g``.
+Template global (registered by ``webapp.slices``): :func:`slice_form` (what
+``_slice_form.html`` shows) and the filter :func:`portable_slice` (the
+``slice`` parameter kept by another subsystem's tab: the interval without this
+plugin's options). The page's view is the one ``webapp.pages`` resolved
+(``flask.g.page_view``); its annotations and qualities are the view's own.
 """
 
 from __future__ import annotations
@@ -16,37 +14,23 @@ from urllib.parse import urlencode
 
 from flask import g, url_for
 
+import processing
 from overwatch.plugins import load_plugin
-from processing.slices.spec import BadSliceLink, minute_of, parse_link, value_text
-from webapp.slices import (
-    PRESETS,
-    WINDOW_POLL_SECONDS,
-    SliceView,
-    is_ondemand,
-    permalink,
-    service,
-)
+from webapp.context import resources
+
+PRESETS = (("last:5", "Last 5 min"), ("last:15", "Last 15 min"), ("last:60", "Last 60 min"),
+           ("run", "Whole run"))  # fmt: skip
+#: Seconds between two looks at a moving window's newest snapshot (slices.js).
+WINDOW_POLL_SECONDS = 5
 
 
-def slice_note(path: str, note: dict | None) -> dict | None:
-    """The annotation shown beside a plot: the on-demand slice's when the page shows one."""
-    shown: SliceView | None = g.get("ondemand_slice")
-    return note if shown is None else shown.result.annotations.get(path)
+def is_ondemand(view: str) -> bool:
+    """Whether a ``slice`` parameter names an on-demand slice (anything but the two names)."""
+    return bool(view) and view not in processing.VIEW_NAMES
 
 
-def slice_plugin_page(pv: dict) -> dict:
-    """The plugin bar's facts, with the on-demand slice's quality and errors when shown."""
-    shown: SliceView | None = g.get("ondemand_slice")
-    if shown is None:
-        return pv
-    summary = shown.result.summary()
-    return {
-        **pv,
-        "quality": summary["quality"],
-        "group_qualities": summary["groups"],
-        "evaluated_at": shown.result.computed_at,
-        "plugin_errors": summary["errors"],
-    }
+def permalink(run: int, subsystem: str, link: str) -> str:
+    return url_for("pages.subsystem_page", run=run, subsystem=subsystem, slice=link)
 
 
 def portable_slice(view: str) -> str | None:
@@ -54,8 +38,8 @@ def portable_slice(view: str) -> str | None:
     if not is_ondemand(view):
         return view
     try:
-        parsed = parse_link(view)
-    except BadSliceLink:
+        parsed = processing.parse_link(view)
+    except processing.BadSliceLink:
         return None
     if parsed.kind == "window":
         return f"last:{parsed.minutes:g}"
@@ -66,9 +50,10 @@ def portable_slice(view: str) -> str | None:
 
 def slice_form(run: int, subsystem: str) -> dict[str, Any]:
     """Everything ``_slice_form.html`` shows: options, presets, current slice, snapshot range."""
-    shown: SliceView | None = g.get("ondemand_slice")
+    resolved: processing.Resolved | None = g.get("page_view")
+    shown = resolved if resolved is not None and not resolved.named else None
     plugin = load_plugin(subsystem)
-    current = shown.result.spec.option_values if shown else {}
+    current = shown.view.spec.option_values if shown else {}
     form: dict[str, Any] = {
         "post_url": url_for("slices.create", run=run, subsystem=subsystem),
         "presets": PRESETS,
@@ -77,12 +62,17 @@ def slice_form(run: int, subsystem: str) -> dict[str, Any]:
         "range": None,
     }
     try:
-        times, begin = service().times(run, subsystem)
-        form["range"] = (minute_of(times[0], begin), minute_of(times[-1], begin), len(times))
+        times, begin = resources().views.times(run, subsystem)
+        form["range"] = (
+            processing.minute_of(times[0], begin),
+            processing.minute_of(times[-1], begin),
+            len(times),
+        )
     except LookupError:
         pass
     if shown is not None:
-        summary = shown.result.summary()
+        view = shown.view
+        summary = view.summary()
         interval = summary["interval"]
         form["shown"] = {
             **summary,
@@ -93,7 +83,7 @@ def slice_form(run: int, subsystem: str) -> dict[str, Any]:
             + "?"
             + urlencode({"slice": shown.link}),
             "poll_seconds": WINDOW_POLL_SECONDS,
-            "options_shown": [f"{k}={value_text(v)}" for k, v in shown.result.spec.options],
+            "options_shown": [f"{k}={processing.value_text(v)}" for k, v in view.spec.options],
             "start_value": "" if interval["from_run_start"] else f"{interval['start_minute']:g}",
             "end_value": f"{interval['end_minute']:g}",
         }
@@ -102,8 +92,8 @@ def slice_form(run: int, subsystem: str) -> dict[str, Any]:
 
 def _option_field(spec: Any, value: Any) -> dict[str, Any]:
     data = spec.to_dict()
-    data["value"] = value_text(spec.default if value is None else value)
-    data["default_text"] = value_text(spec.default)
+    data["value"] = processing.value_text(spec.default if value is None else value)
+    data["default_text"] = processing.value_text(spec.default)
     if spec.kind in ("float", "int"):
         data["step"] = "1" if spec.kind == "int" else "any"
     return data

@@ -34,13 +34,7 @@ from urllib.parse import urlencode
 import numpy as np
 from flask import Blueprint, Response, render_template, request, url_for
 
-from processing.analysis.trending import (
-    GENERIC_NAMES,
-    TrendStore,
-    run_history,
-    trend_dir,
-    trend_json,
-)
+from processing import GENERIC_NAMES, TrendStore, run_history, trend_dir, trend_json
 from webapp import queries
 from webapp.context import overwatch, resources
 from webapp.http import json_error, json_response

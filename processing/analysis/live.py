@@ -45,14 +45,13 @@ from overwatch.config import ProcessingSettings
 from overwatch.histogram import Histogram
 from overwatch.plugins import (
     DetectorPlugin,
-    SliceContext,
+    events_path,
     load_errors,
     load_plugin,
-    run_hook,
     validate_options,
 )
 from processing.analysis.checks import DEFAULT_CHECKS_FILE, CheckEngine, EvaluationResult
-from processing.analysis.slice_analysis import analyse_slice
+from processing.analysis.slice_analysis import analyse_slice, slice_context
 from processing.analysis.trending import TrendStore, trend_dir
 from processing.ingest.cache_layout import Layout
 
@@ -60,8 +59,6 @@ log = logging.getLogger(__name__)
 
 Key = tuple[int, str]
 
-#: Plugin errors kept per slice (a plugin failing on every histogram says so once per path).
-MAX_ERRORS = 20
 #: Trend points read per series for the checks, at least (non-finite points are skipped).
 MIN_WINDOW = 16
 
@@ -135,7 +132,6 @@ class LiveAnalysis:
         self._stores: dict[Key, TrendStore | None] = {}
         self._rebuilt: set[Key] = set()
         self._options: dict[int, dict[str, Any]] = {}
-        self._group_order: dict[tuple, dict[str, int]] = {}
         self._failed: set[tuple[str, str]] = set()
 
     # -- trend stores ---------------------------------------------------------------
@@ -207,14 +203,8 @@ class LiveAnalysis:
             errors.append(load_errors[subsystem])
         try:
             plugin = load_plugin(subsystem)
-            context = SliceContext(
-                run,
-                subsystem,
-                end if start is None else start,
-                end,
-                self._events(plugin, subsystem, histograms),
-                histograms,
-            )
+            events = events_path(plugin, self.settings.events_histogram, subsystem)
+            context = slice_context(run, subsystem, start, end, histograms, events)
             analysis = analyse_slice(
                 histograms,
                 plugin,
@@ -231,26 +221,18 @@ class LiveAnalysis:
                 self._failed.add(once)
                 log.exception("Run%d/%s: analysis of the slice failed", run, subsystem)
             errors.append(f"analysis failed: {type(error).__name__}: {error}")
-            return LatestResults(end, plugin_errors=_capped(errors))
-        errors.extend(analysis.errors)
-        annotations = _plain_annotations(analysis.annotations, plugin.name, errors)
+            return LatestResults(end, plugin_errors=tuple(errors))
+        analysis.errors[:0] = errors
         results = LatestResults(
             end,
-            annotations=annotations,
-            plugin_errors=_capped(errors),
+            annotations=analysis.annotations,
+            plugin_errors=analysis.capped_errors(),
             evaluation=analysis.evaluation,
         )
-        evaluation = analysis.evaluation
-        if evaluation is not None:
-            results.quality = evaluation.subsystem_quality.value
-            order = self._groups(plugin, histograms)
-            results.group_qualities = {
-                group: evaluation.per_group[group].value
-                for group in sorted(
-                    evaluation.per_group, key=lambda g: (order.get(g, len(order)), g.lower())
-                )
-            }
-            results.check_results = tuple(result.to_dict() for result in evaluation.results)
+        if analysis.evaluation is not None:
+            results.quality = analysis.quality
+            results.group_qualities = analysis.group_qualities()
+            results.check_results = tuple(analysis.check_results())
         return results
 
     def _plugin_options(self, plugin: DetectorPlugin) -> dict[str, Any]:
@@ -262,46 +244,6 @@ class LiveAnalysis:
             self._options[id(plugin)] = options
         return options
 
-    def _events(
-        self, plugin: DetectorPlugin, subsystem: str, histograms: Mapping[str, Histogram]
-    ) -> float:
-        """Events in the slice: entries of the events histogram (0 if there is none)."""
-        path = self.settings.events_histogram.get(subsystem) or plugin.events_histogram
-        histogram = histograms.get(path)
-        return float(histogram.entries) if histogram is not None else 0.0
-
-    def _groups(self, plugin: DetectorPlugin, histograms: Mapping[str, Histogram]) -> dict:
-        """{group: rank} in the plugin's page order (cached: the path set rarely changes)."""
-        key = (plugin.name, id(plugin), tuple(histograms))
-        order = self._group_order.get(key)
-        if order is None:
-            grouped, _error = run_hook(plugin, "grouped", list(histograms))
-            order = {group: rank for rank, group in enumerate(grouped or {})}
-            if len(self._group_order) > 64:
-                self._group_order.clear()
-            self._group_order[key] = order
-        return order
-
 
 class _TrendWriteError(Exception):
     """Carries a failure to store a trend point out of the analysis (it fails the snapshot)."""
-
-
-def _plain_annotations(notes: Mapping, plugin: str, errors: list[str]) -> dict[str, dict]:
-    """Non-empty annotations as plain data; one that cannot be converted is an error."""
-    plain = {}
-    for path, note in notes.items():
-        if not (note.info or note.decorations or note.values):
-            continue
-        try:
-            plain[path] = note.to_dict()
-        except (TypeError, ValueError) as error:  # e.g. a value that is not a number
-            errors.append(f"{path}: {plugin}.annotate: invalid annotation: {error}")
-    return plain
-
-
-def _capped(errors: list[str]) -> tuple[str, ...]:
-    unique = list(dict.fromkeys(errors))
-    if len(unique) <= MAX_ERRORS:
-        return tuple(unique)
-    return (*unique[:MAX_ERRORS], f"... and {len(unique) - MAX_ERRORS} more error(s)")

@@ -164,6 +164,11 @@ class SliceReader:
         """Changes whenever a snapshot of this run's subsystem is processed (for ETags)."""
         return self._records(run, subsystem)[2]
 
+    def times_and_version(self, run: int, subsystem: str) -> tuple[list[float], str]:
+        """:meth:`snapshot_times` and :meth:`version` from one database read."""
+        times, _files, version = self._records(run, subsystem)
+        return times, version
+
     def histogram_paths(self, run: int, subsystem: str) -> list[tuple[str, str]]:
         """(path, class name) of every histogram in the latest snapshot, in file order."""
         latest = self._latest(run, subsystem)

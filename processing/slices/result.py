@@ -1,10 +1,14 @@
-"""What an on-demand slice yields, and the trend series its checks read.
+"""The view of one slice, and the trend series its checks read.
 
-:class:`SliceResult` is one computed slice (histograms raw and derived,
-annotations, check results, what the plugin shows); :class:`SliceTrends` is
-the ``trends`` mapping :func:`processing.analysis.slice_analysis.analyse_slice` gives the
-checks of an on-demand slice. Both are made by
-:class:`processing.slices.service.SliceService`, whose module docs explain the rules.
+:class:`SliceView` is everything any page or API answer shows for one slice
+(the whole run, the latest slice or an on-demand interval alike): raw and
+derived histograms, stacks with their members, groups, display hints,
+annotations, check results and qualities per histogram, group and subsystem,
+and the slice's context. It is made by :class:`processing.slices.service.SliceService`
+from :func:`processing.analysis.slice_analysis.analyse_slice`, the analysis the
+live pipeline runs; callers only read it.
+
+:class:`SliceTrends` is the ``trends`` mapping the checks of a slice see.
 """
 
 from __future__ import annotations
@@ -16,45 +20,97 @@ from typing import Any
 
 import numpy as np
 
-from overwatch.histogram import Histogram
-from overwatch.plugins import DetectorPlugin, SliceContext, run_hook
+from overwatch.histogram import Histogram, dimension_of
+from overwatch.jsroot import stack as stack_json
+from overwatch.jsroot import to_jsroot
+from overwatch.lru import LRU
+from overwatch.plugins import DetectorPlugin, Display, SliceContext, run_hook
+from processing.analysis.slice_analysis import STACK_CLASS, SliceAnalysis
 from processing.analysis.trending import TrendStore
+from processing.slices.reader import UnknownHistogram
 from processing.slices.spec import SliceSpec, minute_of
+
+#: How the plugin draws a histogram does not change from one slice to the next:
+#: remembered per (plugin, path, class) for every view of this process.
+_DISPLAYS = LRU(100_000)
 
 
 @dataclass
-class SliceResult:
-    """One computed slice: histograms (raw and derived), annotations, check results."""
+class SliceView:
+    """One computed slice as every page shows it (see the module docs)."""
 
     spec: SliceSpec
-    slice_id: str
     plugin: DetectorPlugin
-    context: SliceContext
+    context: SliceContext  # as the hooks saw it: raw and derived histograms
     run_start: float
-    histograms: dict[str, Histogram]  # raw slice plus derived
-    paths: list[tuple[str, str]]  # (path, class name): slice paths in file order, then derived
-    derived: list[str]
-    annotations: dict[str, dict]
-    evaluation: dict | None
+    snapshots: int  # snapshots whose content the slice holds
+    analysis: SliceAnalysis
+    paths: list[tuple[str, str]]  # (path, class): raw in file order, derived, then stacks
     errors: list[str]
     left_out: list[str]
     seconds: float
     computed_at: float = field(default_factory=time.time)
-    #: What the web keeps per histogram (encoded JSON); dropped with the slice.
-    encoded: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: What the web keeps per histogram (encoded JSON); dropped with the view.
+    encoded: dict[Any, Any] = field(default_factory=dict, repr=False)
     _shown: dict[str, Histogram] = field(default_factory=dict, repr=False)
+
+    # -- what the slice holds ---------------------------------------------------------
+    @property
+    def slice_id(self) -> str:
+        return self.spec.slice_id
+
+    @property
+    def histograms(self) -> dict[str, Histogram]:
+        """Raw slice plus derived histograms, by path (read-only)."""
+        return self.analysis.histograms
+
+    @property
+    def derived(self) -> list[str]:
+        return self.analysis.derived
+
+    @property
+    def annotations(self) -> dict[str, dict]:
+        return self.analysis.annotations
 
     @property
     def n_events(self) -> float:
         return self.context.n_events
 
+    def class_of(self, path: str) -> str:
+        """The class a path is listed with; UnknownHistogram if the view has no such path."""
+        if path in self.analysis.stacks:
+            return STACK_CLASS
+        histogram = self.analysis.histograms.get(path)
+        if histogram is None:
+            raise UnknownHistogram(
+                f"no histogram {path!r} in run {self.spec.run} {self.spec.subsystem} "
+                f"({self.describe()}), neither in the snapshot nor derived by the detector plugin"
+            )
+        return histogram.class_name
+
+    def describe(self) -> str:
+        """A few words naming the slice, for messages and badges."""
+        spec = self.spec
+        start = "run start" if spec.start is None else f"minute {self._minute(spec.start):g}"
+        return f"slice {self.slice_id}: {start} to minute {self._minute(spec.end):g}"
+
+    def _minute(self, ts: float) -> float:
+        return round(minute_of(ts, self.run_start), 2)
+
+    # -- how it is shown ------------------------------------------------------------------
+    @property
+    def transforms(self) -> bool:
+        """Whether the plugin shows histograms otherwise than they are (its ``transform``)."""
+        return type(self.plugin).transform is not DetectorPlugin.transform
+
     def shown(self, path: str) -> Histogram:
         """The histogram as the page shows it: the plugin's ``transform`` with the options."""
         found = self._shown.get(path)
         if found is None:
-            histogram = self.histograms[path]  # KeyError for a path not in the slice
+            self.class_of(path)  # UnknownHistogram for a path the view does not hold
+            histogram = self.histograms[path]
             found = histogram
-            if type(self.plugin).transform is not DetectorPlugin.transform:
+            if self.transforms:
                 options = self.spec.option_values
                 found, error = run_hook(
                     self.plugin, "transform", path, histogram, options, self.context
@@ -65,9 +121,50 @@ class SliceResult:
             self._shown[path] = found
         return found
 
-    def shown_all(self) -> dict[str, Histogram]:
-        return {path: self.shown(path) for path, _ in self.paths}
+    def display(self, path: str) -> Display:
+        """How the plugin wants a path drawn (a stack: its own option and log axes)."""
+        class_name = self.class_of(path)
+        spec = self.analysis.stacks.get(path)
+        if spec is not None:
+            return Display(draw_option=spec.draw_option, logx=spec.logx, logy=spec.logy)
+        key = (self.plugin.name, id(type(self.plugin)), path, class_name)
+        found = _DISPLAYS.get(key)
+        if found is None:
+            if type(self.plugin).display is DetectorPlugin.display:
+                found = default_display(class_name)
+            else:
+                found, error = run_hook(self.plugin, "display", path, self.histograms[path])
+                if error:
+                    self.errors.append(error)
+                    found = default_display(class_name)
+            _DISPLAYS.put(key, found)
+        return found
 
+    def draw_option(self, path: str) -> str:
+        """A JSROOT draw option: the plugin's option plus its log axes ("colz;logz")."""
+        display = self.display(path)
+        parts = [display.draw_option.strip()]
+        parts += [axis for axis in ("logx", "logy", "logz") if getattr(display, axis)]
+        return ";".join(part for part in parts if part)
+
+    def jsroot(self, path: str) -> dict:
+        """TBufferJSON of a path as shown: a histogram, or a stack of its members."""
+        spec = self.analysis.stacks.get(path)
+        if spec is None:
+            return to_jsroot(self.shown(path))
+        obj = stack_json(spec.name, spec.title, [self.shown(m) for m in spec.members])
+        option = self.draw_option(path)
+        obj["fOption"] = option
+        if "nostack" in option.lower():  # drawn over each other: filled members would hide the rest
+            for member in obj["fHists"]["arr"]:
+                member["fFillStyle"] = 0
+        return obj
+
+    def shown_all(self) -> dict[str, Histogram]:
+        """Every histogram (raw and derived, not stacks) as shown: what an export writes."""
+        return {path: self.shown(path) for path, _ in self.paths if path in self.histograms}
+
+    # -- plain data -------------------------------------------------------------------------
     @property
     def nbytes(self) -> int:
         total = 0
@@ -76,32 +173,68 @@ class SliceResult:
                 total += array.nbytes if array is not None else 0
         return total
 
-    def summary(self) -> dict[str, Any]:
-        """Plain JSON data: interval, options, quality, checks, annotations, histograms."""
+    def interval(self) -> dict[str, Any]:
         spec = self.spec
-        evaluation = self.evaluation or {}
+        return {
+            "start": spec.start,
+            "end": spec.end,
+            "from_run_start": spec.start is None,
+            "start_minute": 0.0 if spec.start is None else minute_of(spec.start, self.run_start),
+            "end_minute": minute_of(spec.end, self.run_start),
+            "run_start": self.run_start,
+            "duration": self.context.duration,
+            "snapshots": self.snapshots,
+            "n_events": self.n_events,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The view as plain JSON data (``GET /api/runs/<run>/<sys>/view``)."""
+        spec, analysis = self.spec, self.analysis
         return {
             "id": self.slice_id,
             "run": spec.run,
             "subsystem": spec.subsystem,
-            "interval": {
-                "start": spec.start,
-                "end": spec.end,
-                "from_run_start": spec.start is None,
-                "start_minute": 0.0
-                if spec.start is None
-                else minute_of(spec.start, self.run_start),
-                "end_minute": minute_of(spec.end, self.run_start),
-                "run_start": self.run_start,
-            },
+            "slice": {"id": self.slice_id, "link": spec.link(), **self.interval()},
+            "options": spec.option_values,
+            "histograms": [{"path": p, "class_name": c} for p, c in self.paths],
+            "derived": list(analysis.derived),
+            "stacks": [
+                {"name": s.name, "title": s.title, "members": list(s.members)}
+                for s in analysis.stacks.values()
+            ],
+            "groups": [
+                {"name": name, "histograms": list(paths)} for name, paths in analysis.groups.items()
+            ],
+            "display": {p: self.draw_option(p) for p, _ in self.paths},
+            "annotations": analysis.annotations,
+            "check_results": analysis.check_results(),
+            "qualities": analysis.qualities(),
+            "left_out": list(self.left_out),
+            "errors": list(self.errors),
+            "seconds": self.seconds,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The description of an on-demand slice (``/api/runs/<run>/<sys>/slices``).
+
+        The same view as :meth:`to_dict`, told the way the slice form reads it:
+        ``quality``/``groups`` are the subsystem and group qualities, ``checks``
+        the check results.
+        """
+        spec, analysis = self.spec, self.analysis
+        return {
+            "id": self.slice_id,
+            "run": spec.run,
+            "subsystem": spec.subsystem,
+            "interval": self.interval(),
             "options": spec.option_values,
             "link": spec.link(),
             "n_events": self.n_events,
-            "quality": evaluation.get("quality", "Null"),
-            "groups": evaluation.get("groups", {}),
-            "checks": evaluation.get("results", []),
-            "annotations": self.annotations,
-            "derived": list(self.derived),
+            "quality": analysis.quality,
+            "groups": analysis.group_qualities(),
+            "checks": analysis.check_results(),
+            "annotations": analysis.annotations,
+            "derived": list(analysis.derived),
             "left_out": list(self.left_out),
             "errors": list(self.errors),
             "histograms": [{"path": p, "class_name": c} for p, c in self.paths],
@@ -109,8 +242,17 @@ class SliceResult:
         }
 
 
+def default_display(class_name: str) -> Display:
+    """What the base plugin shows without a histogram at hand: 2D classes as ``colz``."""
+    try:
+        ndim = dimension_of(class_name)
+    except ValueError:
+        ndim = 1
+    return Display(draw_option="colz" if ndim == 2 else "")
+
+
 class SliceTrends(Mapping):
-    """Trend series as the checks of an on-demand slice see them (see the module docs).
+    """Trend series as the checks of a slice see them.
 
     Keys are the slice's own trend values; each series is the live points up to
     ``before`` (at most ``n - 1`` of them, read only when a check asks, through
@@ -153,4 +295,4 @@ class SliceTrends(Mapping):
         return len(self._values)
 
 
-__all__ = ["SliceResult", "SliceTrends"]
+__all__ = ["SliceTrends", "SliceView", "default_display"]

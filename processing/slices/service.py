@@ -1,34 +1,45 @@
-"""On-demand time slices: computed from the array cache, analysed as live data is, cached.
+"""The view service: every slice a page shows, computed once from the array cache.
 
-An expert asks for the content of any interval of a run with chosen plugin
-options (the web form, the JSON API, ``overwatch slice``). The request is
-checked and snapped by :mod:`processing.slices.spec`; the slice is
+Every caller asks this one service for what it shows of a slice
+(:class:`~processing.slices.result.SliceView`): the run page, the histogram
+page, the JSON API, ``overwatch slice``. A ``slice`` parameter is resolved by
+:meth:`SliceService.resolve` to a :class:`~processing.slices.spec.SliceSpec`:
+
+- ``cumulative`` (the whole run): from the run start to the latest snapshot;
+- ``latest``: from the previous snapshot to the latest one (the run start if
+  there is only one);
+- a link (``<start>..<end>``, ``last:N``, each with ``;option=value``) or a
+  slice id: an on-demand interval, as requested from the browser.
+
+The two names take the plugin's default options unless the caller passes
+others; they are slice specifications like any other, so ``cumulative`` is
+exactly the on-demand slice from the run start to the last snapshot and
+``latest`` the one between the last two snapshots. The slice is
 ``SliceReader.slice_between`` (arrays from the cache, no ROOT file read) and
-goes through :func:`processing.analysis.slice_analysis.analyse_slice`, the function the live
-pipeline uses, with the requested options: derived histograms, annotations,
-trend values and check qualities are computed exactly as for live data.
+goes through :func:`processing.analysis.slice_analysis.analyse_slice`, the
+analysis the live pipeline runs, with the slice's options.
 
-Context: the interval is (base snapshot, end snapshot); the events are the
-entries of the events histogram in the slice; a slice from the run start has
-no known start, so, as for the live pipeline's first slice, its interval is
-empty (``start == end``) and it has no rates. Trend checks see the live trend
-points up to the slice's start followed by the slice's own point, so e.g. a
-hot-cell check judges the hot cells found with the requested threshold and a
-rate-drop check compares the slice's rate with the one before it.
+Context: :func:`processing.analysis.slice_analysis.slice_context`, the one rule.
+Trend checks see the live trend points up to the slice's start followed by the
+slice's own point (:class:`~processing.slices.result.SliceTrends`), so the
+latest slice is judged as the live pipeline judged it, and a rate-drop check
+of any interval compares its rate with the one before it.
 
 Display: the plugin's ``transform`` (e.g. EMC ``scale_by_events``) applies
-only to what is shown (:meth:`SliceResult.shown`), lazily, per histogram;
+only to what is shown (:meth:`SliceView.shown`), lazily, per histogram;
 trends and checks use the counts, as for live data.
 
-Cache: results are kept per process in an LRU of ``max_entries`` slices
+Cache: views are kept per process in an LRU of ``max_entries`` slices
 (``web.slice_cache_entries``), keyed by the slice id, which hashes run,
-subsystem, interval and every option. Each slice's description is written to
-ZODB (``OverwatchRoot.slice_requests``: id -> run, subsystem, interval,
-options, created, last used), so any process (another gunicorn worker, a
-restarted server) can recompute a slice from its id; links carry the whole
-description anyway. At most ``max_requests`` descriptions are kept (least
-recently used dropped first). Concurrent requests for the same new slice in
-one process compute it once.
+subsystem, interval and every option; the latest snapshot times behind the two
+names are looked up at most once per ``times_ttl`` seconds per subsystem, so a
+new snapshot shows at most that much later. Each on-demand slice's description
+is written to ZODB (``OverwatchRoot.slice_requests``: id -> run, subsystem,
+interval, options, created, last used), so any process (another gunicorn
+worker, a restarted server) can recompute a slice from its id; links carry the
+whole description anyway. At most ``max_requests`` descriptions are kept
+(least recently used dropped first). Concurrent requests for the same new slice
+in one process compute it once.
 """
 
 from __future__ import annotations
@@ -37,8 +48,8 @@ import dataclasses
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,18 +57,22 @@ import ZODB
 from BTrees.OOBTree import OOBTree
 
 from overwatch.config import ProcessingSettings
-from overwatch.plugins import SliceContext, load_errors, load_plugin
+from overwatch.lru import LRU
+from overwatch.plugins import events_path, load_errors, load_plugin, validate_options
 from overwatch.store.db import overwatch_root, read, transact
 from overwatch.store.models import SliceRequest
 from processing.analysis.checks import CheckEngine
-from processing.analysis.slice_analysis import analyse_slice
+from processing.analysis.live import load_engine, window_size
+from processing.analysis.slice_analysis import STACK_CLASS, analyse_slice, slice_context
 from processing.analysis.trending import TrendStore, trend_dir
 from processing.slices.reader import SliceReader, UnknownRun
-from processing.slices.result import SliceResult, SliceTrends
+from processing.slices.result import SliceTrends, SliceView
 from processing.slices.spec import (
+    VIEW_NAMES,
     WEB_LABELS,
     BadSliceLink,
     SliceSpec,
+    options_text,
     parse_link,
     spec_from_link,
     validate_request,
@@ -76,8 +91,23 @@ class UnknownSlice(LookupError):
     """No slice with that id is described in the database."""
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """What a ``slice`` parameter names now: the view and the link that keeps naming it."""
+
+    view: SliceView
+    #: "cumulative"/"latest", a moving window ("last:N;..."), or the fixed link of the spec.
+    link: str
+    #: minutes of a moving window, else None
+    window: float | None = None
+
+    @property
+    def named(self) -> bool:
+        return self.link in VIEW_NAMES
+
+
 class SliceService:
-    """Validates, computes and caches on-demand slices for one process (thread-safe)."""
+    """Resolves, computes and caches the views of slices for one process (thread-safe)."""
 
     #: Descriptions in ZODB are counted (and the oldest dropped) every this many insertions.
     prune_every = 16
@@ -92,6 +122,7 @@ class SliceService:
         engine: CheckEngine | None = None,
         max_entries: int = 16,
         max_requests: int | None = None,
+        times_ttl: float = 1.0,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.db = db
@@ -99,10 +130,12 @@ class SliceService:
         self.settings = settings if settings is not None else ProcessingSettings()
         self.max_entries = max(1, int(max_entries))
         self.max_requests = max_requests or max(MIN_REQUESTS, REQUESTS_PER_ENTRY * self.max_entries)
+        self.times_ttl = times_ttl
         self._engine = engine
         self._engine_error = ""
         self._engine_loaded = engine is not None
-        self._cache: OrderedDict[str, SliceResult] = OrderedDict()
+        self._cache = LRU(self.max_entries)
+        self._times = LRU(10_000)
         self._lock = threading.Lock()
         self._computing: dict[str, threading.Lock] = {}
         self._touched: dict[str, float] = {}
@@ -113,13 +146,11 @@ class SliceService:
     def engine(self) -> CheckEngine | None:
         """The checks (loaded once; a bad checks file means no qualities, and says why)."""
         if not self._engine_loaded:
-            from processing.analysis.live import load_engine
-
             try:
                 self._engine = load_engine(getattr(self.settings, "checks_file", "") or None)
             except Exception as error:  # noqa: BLE001 - slices still work without checks
                 self._engine_error = f"checks not run: {error}"
-                log.error("on-demand slices: %s", self._engine_error)
+                log.error("slice views: %s", self._engine_error)
             self._engine_loaded = True
         return self._engine
 
@@ -128,6 +159,63 @@ class SliceService:
         """(processed snapshot times, run start); UnknownRun/UnknownSubsystem if none."""
         times = self.reader.snapshot_times(run, subsystem)
         return times, run_start(self.db, run)
+
+    def recent_times(self, run: int, subsystem: str) -> list[float]:
+        """Processed snapshot times, looked up at most once per ``times_ttl`` seconds."""
+        return self._recent(run, subsystem)[0]
+
+    def version(self, run: int, subsystem: str) -> str:
+        """Changes with every processed snapshot (cache keys); as fresh as :meth:`recent_times`."""
+        return self._recent(run, subsystem)[1]
+
+    def _recent(self, run: int, subsystem: str) -> tuple[list[float], str]:
+        key = (run, subsystem)
+        now = time.monotonic()
+        known = self._times.get(key)
+        if known is not None and now - known[0] < self.times_ttl:
+            return known[1]
+        found = self.reader.times_and_version(run, subsystem)
+        self._times.put(key, (now, found))
+        return found
+
+    def named(
+        self, run: int, subsystem: str, name: str, options: Mapping[str, Any] | None = None
+    ) -> SliceSpec:
+        """The spec of ``cumulative`` or ``latest`` now; ``options`` are checked (BadSliceLink)."""
+        if name not in VIEW_NAMES:
+            raise BadSliceLink(f"{name!r} is not one of {', '.join(VIEW_NAMES)}")
+        times = self.recent_times(run, subsystem)
+        values, errors = validate_options(load_plugin(subsystem).options, dict(options or {}))
+        if errors:
+            problems = "; ".join(f"{name}: {why}" for name, why in sorted(errors.items()))
+            raise BadSliceLink(f"bad plugin option for {subsystem}: {problems}")
+        start = times[-2] if name == "latest" and len(times) > 1 else None
+        return SliceSpec.create(run, subsystem, start, times[-1], values)
+
+    def resolve(
+        self,
+        run: int,
+        subsystem: str,
+        slice_param: str = "cumulative",
+        options: Mapping[str, Any] | None = None,
+    ) -> Resolved:
+        """The view a ``slice`` parameter names now (see the module docs).
+
+        ``options`` (plugin options from a query string) apply to the two names;
+        a link carries its own. Raises BadSliceLink (malformed, or naming another
+        run), UnknownSlice (an id nobody described), UnknownRun/UnknownSubsystem.
+        """
+        if slice_param in VIEW_NAMES:
+            spec = self.named(run, subsystem, slice_param, options)
+            return Resolved(self.get(spec, remember=False), slice_param)
+        parsed = parse_link(slice_param)
+        view = self.get(self.from_link(run, subsystem, slice_param))
+        spec = view.spec
+        if parsed.kind == "window":
+            return Resolved(
+                view, f"last:{parsed.minutes:g}" + options_text(spec.options), parsed.minutes
+            )
+        return Resolved(view, spec.link())
 
     def validate(
         self,
@@ -180,20 +268,29 @@ class SliceService:
             )
         return spec
 
-    # -- results -------------------------------------------------------------------------
-    def get(self, spec: SliceSpec, *, remember: bool = True) -> SliceResult:
-        """The slice's result: from this process's cache, or computed now (once per process)."""
+    # -- views ---------------------------------------------------------------------------
+    def view(
+        self,
+        run: int,
+        subsystem: str,
+        slice_param: str = "cumulative",
+        options: Mapping[str, Any] | None = None,
+    ) -> SliceView:
+        """The view a ``slice`` parameter names now (:meth:`resolve` without the link)."""
+        return self.resolve(run, subsystem, slice_param, options).view
+
+    def get(self, spec: SliceSpec, *, remember: bool = True) -> SliceView:
+        """The slice's view: from this process's cache, or computed now (once per process)."""
         slice_id = spec.slice_id
         if remember:
             self.remember(spec, slice_id)
+        found = self._cache.get(slice_id)
+        if found is not None:
+            return found
         with self._lock:
-            found = self._hit(slice_id)
-            if found is not None:
-                return found
             gate = self._computing.setdefault(slice_id, threading.Lock())
         with gate:
-            with self._lock:
-                found = self._hit(slice_id)
+            found = self._cache.get(slice_id)
             if found is not None:
                 return found
             try:
@@ -201,82 +298,60 @@ class SliceService:
             finally:
                 with self._lock:
                     self._computing.pop(slice_id, None)
-            with self._lock:
-                self._cache[slice_id] = result
-                while len(self._cache) > self.max_entries:
-                    self._cache.popitem(last=False)
+            self._cache.put(slice_id, result)
             return result
 
-    def by_id(self, slice_id: str) -> SliceResult:
+    def by_id(self, slice_id: str) -> SliceView:
         """A slice by id: cached, or recomputed from its description in ZODB."""
-        with self._lock:
-            found = self._hit(slice_id)
+        found = self._cache.get(slice_id)
         if found is not None:
             return found
         return self.get(self.spec_for_id(slice_id))
 
     def cached(self) -> list[str]:
         """Ids of the slices this process holds, least recently used first."""
-        with self._lock:
-            return list(self._cache)
+        return self._cache.keys()
 
-    def _hit(self, slice_id: str) -> SliceResult | None:
-        found = self._cache.get(slice_id)
-        if found is not None:
-            self._cache.move_to_end(slice_id)
-        return found
-
-    def compute(self, spec: SliceSpec) -> SliceResult:
+    def compute(self, spec: SliceSpec) -> SliceView:
         """Slice, plugin, trend values and checks of one spec (no cache, no database write)."""
         started = time.perf_counter()
         run, subsystem = spec.run, spec.subsystem
         plugin = load_plugin(subsystem)
-        options = spec.option_values
         raw = self.reader.slice_between(run, subsystem, spec.start, spec.end)
         listed = self.reader.paths_at(run, subsystem, spec.end)
+        times = self.reader.snapshot_times(run, subsystem)
         begin = run_start(self.db, run)
-        events_path = self.settings.events_histogram.get(subsystem) or plugin.events_histogram
-        events = raw.get(events_path)
-        context = SliceContext(
-            run,
-            subsystem,
-            spec.end if spec.start is None else spec.start,
-            spec.end,
-            float(events.entries) if events is not None else 0.0,
-            raw,
-        )
+        events = events_path(plugin, self.settings.events_histogram, subsystem)
+        context = slice_context(run, subsystem, spec.start, spec.end, raw, events)
         engine = self.engine
         trends = None
         if engine is not None:
             store = self._trend_store(run, subsystem)
-            window = _window(engine)
+            window = window_size(engine)
 
             def trends(values: dict) -> SliceTrends:
                 return SliceTrends(store, spec.start, spec.end, values, window)
 
-        analysis = analyse_slice(raw, plugin, options, context, engine=engine, trends=trends)
+        analysis = analyse_slice(
+            raw, plugin, spec.option_values, context, engine=engine, trends=trends
+        )
         errors = list(analysis.errors)
         if subsystem in load_errors:
             errors.insert(0, load_errors[subsystem])
         if self._engine_error:
             errors.append(self._engine_error)
         histograms = analysis.histograms
-        result = SliceResult(
+        covered = [t for t in times if t <= spec.end and (spec.start is None or t > spec.start)]
+        result = SliceView(
             spec=spec,
-            slice_id=spec.slice_id,
             plugin=plugin,
             context=dataclasses.replace(context, histograms=histograms),  # as hooks saw it
             run_start=begin,
-            histograms=histograms,
+            snapshots=len(covered),
+            analysis=analysis,
             paths=[(p, c) for p, c in listed if p in raw]
-            + [(p, histograms[p].class_name) for p in analysis.derived],
-            derived=list(analysis.derived),
-            annotations={
-                path: note.to_dict()
-                for path, note in analysis.annotations.items()
-                if note.info or note.decorations or note.values
-            },
-            evaluation=analysis.evaluation.to_dict() if analysis.evaluation else None,
+            + [(p, histograms[p].class_name) for p in analysis.derived]
+            + [(name, STACK_CLASS) for name in analysis.stacks],
             errors=errors,
             left_out=[p for p, _ in listed if p not in raw],
             seconds=time.perf_counter() - started,
@@ -340,12 +415,6 @@ def _prune(requests: OOBTree, keep: int) -> None:
     log.info("forgot %d old on-demand slice descriptions", count - int(keep * 0.9))
 
 
-def _window(engine: CheckEngine) -> int:
-    from processing.analysis.live import window_size
-
-    return window_size(engine)
-
-
 def run_start(db: ZODB.DB, run: int) -> float:
     """Earliest processed snapshot of a run over all its subsystems (minute 0 of the run)."""
 
@@ -360,4 +429,4 @@ def run_start(db: ZODB.DB, run: int) -> float:
     return read(db, work)
 
 
-__all__ = ["SliceResult", "SliceService", "SliceTrends", "UnknownSlice", "run_start"]
+__all__ = ["Resolved", "SliceService", "SliceTrends", "SliceView", "UnknownSlice", "run_start"]

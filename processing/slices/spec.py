@@ -60,6 +60,8 @@ _PRESET = re.compile(rf"^last:({_NUMBER})$")
 MAX_WINDOW_MINUTES = 7 * 24 * 60.0
 MAX_LINK_LENGTH = 2000
 #: Field labels in messages: the web names fields, the command line names flags.
+#: The two slices every subsystem has, named rather than linked: they follow new snapshots.
+VIEW_NAMES = ("cumulative", "latest")
 WEB_LABELS = {"start": "start", "end": "end", "options": "option"}
 CLI_LABELS = {"start": "--start", "end": "--end", "options": "--option"}
 
@@ -361,6 +363,7 @@ def spec_from_link(
 
 __all__ = [
     "CLI_LABELS",
+    "VIEW_NAMES",
     "WEB_LABELS",
     "BadSliceLink",
     "ParsedLink",

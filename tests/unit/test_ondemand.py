@@ -120,7 +120,7 @@ def test_slices_equal_independent_subtraction_bin_by_bin(
             for k, c in end_file.classnames().items()
             if c.startswith(("TH", "TProfile"))
         ]
-        assert [p for p, _ in result.paths if p not in result.derived] == raw
+        assert [p for p, c in result.paths if p not in result.derived and c != "THStack"] == raw
         if first is None:
             for path in raw:
                 assert_matches(result.histograms[path], independent_slice(None, end_file, path))

@@ -196,13 +196,14 @@ def test_gzip_when_accepted_and_worth_it(api) -> None:
 
 def test_histogram_json_is_cached_per_version(api) -> None:
     app, _db, client, _data_dir, _sim, _samples = api
-    cache = app.extensions["overwatch"].histograms.cache
+    service = app.extensions["overwatch"].views
     url = f"/api/runs/1/TPC/histograms/{quote('TPC/trackPt')}?slice=latest"
-    before = len(cache)
     body = client.get(url).data
-    assert len(cache) == before + 1
+    view = service.view(1, "TPC", "latest")  # the view the request used, from this process
+    encoded = view.encoded["TPC/trackPt"]
+    assert encoded.body == body
     assert client.get(url).data == body
-    assert len(cache) == before + 1
+    assert service.view(1, "TPC", "latest").encoded["TPC/trackPt"] is encoded  # encoded once
 
 
 def test_healthz_needs_no_login(api) -> None:

@@ -18,7 +18,6 @@ from tests.unit.test_web_support import (
     store_snapshot,
     tiny_snapshot,
 )
-from webapp.groups import by_first_directory, group_histograms, set_grouping
 
 SRC = re.compile(r'class="ow-drawing[^"]*" data-src="([^"]+)" data-opt="([^"]*)"')
 
@@ -114,20 +113,3 @@ def test_pages_carry_security_headers(pages) -> None:
     assert "script-src 'self'" in headers["Content-Security-Policy"]
     assert headers["X-Frame-Options"] == "DENY"
     assert headers["Cache-Control"] == "no-store"
-
-
-def test_grouping_can_be_replaced_by_a_plugin_hook() -> None:
-    pairs = [("EMCal/SM00/hits", "TH2F"), ("events", "TH1D"), ("EMCal/energy", "TH1F")]
-    assert group_histograms(pairs) == {
-        "EMCal": ["EMCal/SM00/hits", "EMCal/energy"],
-        "Other": ["events"],
-    }
-    set_grouping(lambda path, class_name: "2D" if class_name.startswith("TH2") else "1D")
-    try:
-        assert group_histograms(pairs) == {
-            "1D": ["events", "EMCal/energy"],
-            "2D": ["EMCal/SM00/hits"],
-        }
-    finally:
-        set_grouping(None)
-    assert by_first_directory("a/b/c") == "a" and by_first_directory("top") == "Other"

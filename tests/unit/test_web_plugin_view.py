@@ -249,11 +249,19 @@ def test_transform_is_for_display_only(site) -> None:
 
 
 def test_annotations_beside_the_plot_and_decorations_for_the_overlay(site) -> None:
-    _app, db, _data_dir, _client, browser = site
+    _app, db, _data_dir, client, browser = site
+    # The latest slice's page shows what processing stored for the latest slice ...
     notes = subsystem(db, "EMC")["annotations"]
-    text = browser.get("/runs/1/EMC?group=SM03").data.decode()
+    text = browser.get("/runs/1/EMC?group=SM03&slice=latest").data.decode()
     figure = text[text.index(f">{HOT_MAP}</a>") :].split("</figure>")[0]
     for line in notes[HOT_MAP]["info"]:
+        assert f"<li>{html.escape(line)}</li>" in figure
+    # ... and the whole-run page the whole run's own annotation, not the latest slice's.
+    whole = client.get("/api/runs/1/EMC/view?slice=cumulative").get_json()["annotations"]
+    assert whole[HOT_MAP]["info"] != notes[HOT_MAP]["info"]
+    text = browser.get("/runs/1/EMC?group=SM03").data.decode()
+    figure = text[text.index(f">{HOT_MAP}</a>") :].split("</figure>")[0]
+    for line in whole[HOT_MAP]["info"]:
         assert f"<li>{html.escape(line)}</li>" in figure
     assert "1 hot cell(s)" in figure
     decorations = json.loads(html.unescape(re.search(r'data-decorations="([^"]*)"', figure)[1]))
@@ -284,22 +292,30 @@ def test_quality_badges_on_the_run_list_and_run_page(site) -> None:
     assert dict(cells) == qualities
     assert client.get("/api/runs").get_json()["runs"][0]["subsystems"]["EMC"]["quality"] == "Bad"
 
-    page = browser.get("/runs/1/EMC").data.decode()
+    # The latest slice's page shows the qualities processing stored for the latest slice.
+    page = browser.get("/runs/1/EMC?slice=latest").data.decode()
     tabs = re.findall(r'class="[^"]*">(\w+) <span class="ow-badge ow-q ow-q-(\w+)"', page)
     assert dict(tabs) == {k: v.lower() for k, v in qualities.items()}
-    groups = dict(
-        re.findall(
-            r'group=([\w+]+)&amp;[^"]*"\s*class="[^"]*">[^<]*<span class="ow-dim"><span [^>]*data-quality="(\w+)"',
-            page,
+
+    def group_badges(page: str) -> dict[str, str]:
+        return dict(
+            re.findall(
+                r'group=([\w+]+)&amp;[^"]*"\s*class="[^"]*">[^<]*<span class="ow-dim"><span [^>]*data-quality="(\w+)"',
+                page,
+            )
         )
-    )
+
+    groups = group_badges(page)
     expected = subsystem(db, "EMC")["groups"]
     assert groups == expected and groups["SM03"] == groups["SM05"] == "Bad"
+    # The whole-run page shows the whole run's own qualities (no rate, so Null rate checks).
+    whole = client.get("/api/runs/1/EMC/view").get_json()["qualities"]["groups"]
+    assert group_badges(browser.get("/runs/1/EMC").data.decode()) == whole
     assert 'class="ow-plugin-bar" data-plugin="EMC"' in page
     bar = page[page.index("ow-plugin-bar") :].split("</div>")[0]
     assert 'data-quality="Bad"' in bar and 'href="/runs/1/EMC/trends"' in bar
 
-    summary = client.get("/api/runs/1/EMC/plugin").get_json()
+    summary = client.get("/api/runs/1/EMC/plugin?slice=latest").get_json()
     assert summary["quality"] == "Bad" and summary["group_qualities"] == expected
     assert summary["annotations"][HOT_MAP]["values"]["hot_cells"] == 1.0
     assert {s["name"] for s in summary["stacks"]} == {
