@@ -3,9 +3,10 @@
 The job runs a pass every ``processing.interval`` seconds (coalescing missed
 runs, never two at once). A receiver announces each new snapshot with a
 one-frame JSON notice ``{"run", "subsystem", "path"}`` on a ZMQ PUSH socket;
-processing binds the PULL end at ``receiver.notify_address``. The listener
-thread turns a notice into ``next_run_time = now`` for the job, so a snapshot
-is processed within a second instead of an interval.
+processing binds the PULL end at ``receiver.notify_address`` (the format and
+the listener are ``overwatch.notices``'). The listener thread turns a notice
+into ``next_run_time = now`` for the job, so a snapshot is processed within a
+second instead of an interval.
 
 A notice that arrives while a pass is running is not lost: the job keeps
 passing while notices came in during its pass (it is not re-armed meanwhile,
@@ -22,58 +23,20 @@ pass and stopped after the last one: notices of that pass still queued get
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from datetime import UTC, datetime
 
-import zmq
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from overwatch.notices import Notice, NoticeListener
 from processing.analysis.alarms import NotificationDispatcher
 from processing.pipeline import Key, Pipeline
 
 log = logging.getLogger(__name__)
 
 JOB_ID = "process"
-
-
-class NoticeListener(threading.Thread):
-    """Binds the PULL socket receivers push notices to; calls ``on_notice(run, subsystem)``."""
-
-    def __init__(self, address: str, on_notice, *, context: zmq.Context | None = None) -> None:
-        super().__init__(name="notice-listener", daemon=True)
-        self._context = context or zmq.Context.instance()
-        self._socket = self._context.socket(zmq.PULL)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.bind(address)  # fails at once if another processing holds the address
-        self.address = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._on_notice = on_notice
-        self._stopping = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self._stopping.is_set():
-                if not self._socket.poll(200, zmq.POLLIN):
-                    continue
-                frames = self._socket.recv_multipart()
-                self._handle(frames[0])
-        finally:
-            self._socket.close(linger=0)
-
-    def _handle(self, frame: bytes) -> None:
-        try:
-            notice = json.loads(frame)
-            key = (int(notice["run"]), str(notice["subsystem"]))
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignoring a malformed notice: %r", frame[:200])
-            return
-        log.debug("notice: %s", notice)
-        self._on_notice(key)
-
-    def stop(self) -> None:
-        self._stopping.set()
 
 
 class ProcessingService:
@@ -99,7 +62,10 @@ class ProcessingService:
         self._failed = False
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._scheduler.add_listener(self._after_job, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
-        self._listener = NoticeListener(notify_address, self.wake) if notify_address else None
+        # Bound here, so a second processing service on the same address fails at once.
+        self._listener = NoticeListener(notify_address) if notify_address else None
+        self._listening = threading.Event()  # set to stop the listener thread
+        self._listener_thread: threading.Thread | None = None
 
     @property
     def notify_address(self) -> str | None:
@@ -120,13 +86,22 @@ class ProcessingService:
         )
         self._scheduler.start()
         if self._listener is not None:
-            self._listener.start()
+            self._listener_thread = threading.Thread(
+                target=self._listener.listen,
+                args=(self._on_notice, self._listening),
+                name="notice-listener",
+                daemon=True,
+            )
+            self._listener_thread.start()
         log.info(
             "processing %s every %gs%s",
             self.pipeline.data.root,
             self.interval,
             f", woken by notices on {self.notify_address}" if self._listener else "",
         )
+
+    def _on_notice(self, notice: Notice) -> None:
+        self.wake((notice["run"], notice["subsystem"]))
 
     def wake(self, key: Key | None = None) -> None:
         """Run a pass now (called by the listener thread)."""
@@ -171,9 +146,13 @@ class ProcessingService:
             self.wake()
 
     def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.stop()
-            self._listener.join(timeout=5)
+        if self._listener_thread is not None:
+            self._listening.set()  # the thread closes the socket on its way out
+            self._listener_thread.join(timeout=5)
+            self._listener_thread = None
+        elif self._listener is not None and not self._listening.is_set():
+            self._listening.set()
+            self._listener.close()  # never started: nobody else would close it
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
         if self.dispatcher is not None:

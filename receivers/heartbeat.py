@@ -1,28 +1,14 @@
 """The receiver's heartbeat: a small JSON file a monitor reads to tell alive from silent.
 
-``<data-dir>/status/receiver-<SYS>.json``, replaced atomically at least every
-``heartbeat_interval`` seconds and whenever the receiver's state changes::
-
-    {
-      "subsystem": "EMC", "pid": 1234, "host": "...", "connect": "tcp://...",
-      "pattern": "req", "state": "receiving",
-      "started": <unix>, "updated": <unix>,
-      "last_contact": <unix or null>,      # last message of any kind from the sender
-      "last_snapshot": <unix or null>,     # last snapshot stored (or queued)
-      "last_snapshot_path": "Run1/EMC/EMChists....root", "last_run": 1, "last_seq": 7,
-      "counters": {"received": 0, "stored": 0, ...},   # see COUNTERS
-      "pending": {"count": 0, "bytes": 0, "limit": 1073741824},
-      "last_error": null
-    }
-
-``state`` is one of ``starting``, ``receiving``, ``no reply`` (sender silent,
-reconnecting with back-off), ``disk full`` (snapshots waiting in memory) and
-``stopped``. Times are unix seconds (UTC).
+Written to ``DataDir.heartbeat_file(SYS)`` (``<data-dir>/status/receiver-<SYS>.json``),
+replaced atomically at least every ``heartbeat_interval`` seconds and whenever
+the receiver's state changes. The format (fields, counters, states) is defined
+once in :mod:`overwatch.notices`, with its encoder and decoder; this module
+keeps the counters and times of one running receiver and writes them.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -30,26 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from overwatch.notices import COUNTERS, FormatError, decode_heartbeat, encode_heartbeat
 from overwatch.store.layout import DataDir, FileSystem, atomic_write
 from receivers.spool import describe_os_error
 
 log = logging.getLogger(__name__)
 
-#: Every counter a receiver keeps, in the order shown to users.
-COUNTERS = (
-    "received",  # messages received, of any kind
-    "stored",  # snapshots written to disk
-    "duplicates",  # payload identical to the previous one: not stored again
-    "empty",  # empty payload: nothing to store
-    "run_zero",  # run 0 (no run going on): nothing to store
-    "refused",  # the sender answered with an error
-    "quarantined",  # rejected as bad input, copy kept under quarantine/
-    "dropped",  # lost because the memory buffer was full (SUB only)
-    "ignored",  # other topics that matched the subscription prefix
-    "timeouts",  # requests without a reply in time (or silent subscriptions)
-    "reconnects",  # sockets closed and reopened
-    "notices",  # "new snapshot" notices sent
-)
+__all__ = ["COUNTERS", "Heartbeat", "read_status", "status_path"]
 
 
 def status_path(data_dir: str | Path, subsystem: str) -> Path:
@@ -60,8 +33,8 @@ def status_path(data_dir: str | Path, subsystem: str) -> Path:
 def read_status(data_dir: str | Path, subsystem: str) -> dict[str, Any] | None:
     """The last heartbeat of a receiver, or None if it never wrote one (or it is unreadable)."""
     try:
-        return json.loads(status_path(data_dir, subsystem).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return decode_heartbeat(status_path(data_dir, subsystem).read_bytes())
+    except (OSError, FormatError):
         return None
 
 
@@ -125,7 +98,11 @@ class Heartbeat:
         if not force and now < self._next_write:
             return False
         self._next_write = now + self.interval
-        data = json.dumps(self.document(), indent=1).encode("utf-8")
+        try:
+            data = encode_heartbeat(self.document())
+        except FormatError:  # a bug, not the disk: say so every time, keep receiving
+            log.exception("cannot encode the heartbeat of %s", self.path)
+            return False
         try:
             # No fsync: a heartbeat is rewritten within seconds, a lost one costs nothing.
             atomic_write(self.path, data, fsync=False, fs=self.fs)

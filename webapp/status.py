@@ -16,7 +16,6 @@ importing the receivers package.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shutil
@@ -25,6 +24,7 @@ from typing import Any
 
 from flask import Blueprint, Response, render_template
 
+from overwatch.notices import FormatError, decode_heartbeat
 from overwatch.store.layout import DataDir
 from webapp.context import overwatch, resources
 from webapp.http import json_response
@@ -74,12 +74,10 @@ def _heartbeat_files(data_dir: DataDir) -> dict[str, dict[str, Any]]:
         return beats
     for subsystem, path in files.items():
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
+            beats[subsystem] = decode_heartbeat(path.read_bytes())
+        except (OSError, FormatError) as error:
             log.warning("unreadable heartbeat %s: %s", path, error)
-            document = {"state": "unreadable heartbeat file"}
-        if isinstance(document, dict):
-            beats[subsystem] = document
+            beats[subsystem] = {"state": "unreadable heartbeat file"}
     return beats
 
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import zmq
 
 from overwatch.config import ReceiverSettings
+from overwatch.notices import NoticeListener
 from overwatch.rootio import validate_root_bytes
 from receivers import wire
-from receivers.notify import NoticeListener
 from receivers.simulator import DetectorSimulator
 from receivers.spool import atomic_write
 from receivers.zmq_receiver import Receiver

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from overwatch.notices import NoticeListener
 from overwatch.timestamps import from_unix, parse_snapshot_filename, snapshot_filename
 from receivers.heartbeat import read_status
-from receivers.notify import NoticeListener
 from receivers.simulator import DetectorSimulator
 from receivers.simulator_server import SimulatorServer
 from receivers.zmq_receiver import Receiver, Status

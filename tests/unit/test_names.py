@@ -137,7 +137,8 @@ def test_split_snapshot_relpath() -> None:
 
 def test_core_modules_import_no_other_package_and_no_sockets() -> None:
     code = (
-        "import sys; import overwatch.names, overwatch.store.layout, overwatch.timestamps; "
+        "import sys; import overwatch.names, overwatch.notices, overwatch.lru, "
+        "overwatch.store.layout, overwatch.timestamps; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'processing', 'receivers', 'webapp', 'zmq', 'flask', 'apscheduler'}))"
     )
