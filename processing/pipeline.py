@@ -59,18 +59,19 @@ import ZODB
 
 from overwatch import timestamps
 from overwatch.config import ProcessingSettings
+from overwatch.plugins import events_path, load_plugin
 from overwatch.store.layout import DataDir
 from processing.analysis.alarms import AlarmManager
 from processing.analysis.checks import CheckEngine
 from processing.analysis.live import LatestResults, LiveAnalysis, slice_histograms
 from processing.ingest import records
 from processing.ingest.cache import ArrayCache, CachedSnapshot
-from processing.ingest.chain import Chain, ChainStates
+from processing.ingest.chain import ChainStore, Writer
 from processing.ingest.read import SnapshotEncoder
 from processing.ingest.resets import advance, align
 from processing.ingest.scan import Scanner
 
-__all__ = ["Chain", "Key", "PassReport", "Pipeline", "Scanner"]
+__all__ = ["ChainStore", "Key", "PassReport", "Pipeline", "Scanner"]
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class PassReport:
     failed: list[str] = field(default_factory=list)  # "Run<N>/<SYS>: error"
 
 
-class Pipeline(ChainStates):
+class Pipeline:
     """Processes snapshot files of one data directory into the cache and the database.
 
     ``checks`` (loaded once, see :func:`processing.analysis.live.load_engine`) judge every
@@ -92,7 +93,9 @@ class Pipeline(ChainStates):
     qualities into alarms in the snapshot's transaction (None: no alarms, as
     for ``db rebuild``). ``analysis=False`` is the plain pipeline (no plugins,
     trends, checks or alarms). ``rebuild_trends`` starts every trend store
-    afresh (``db rebuild``).
+    afresh (``db rebuild``). Each chain's times and states are owned by its
+    :class:`~processing.ingest.chain.ChainStore`; the pipeline decides what to
+    process and commits it.
     """
 
     def __init__(
@@ -112,7 +115,7 @@ class Pipeline(ChainStates):
         self.cache = ArrayCache(data_dir, fsync=self.settings.cache_fsync)
         self.encoder = SnapshotEncoder()
         self.scanner = Scanner(data_dir)
-        self.chains: dict[Key, Chain] = {}
+        self.chains: dict[Key, ChainStore] = {}
         self.alarms = alarms if analysis else None
         self.live = (
             LiveAnalysis(data_dir, self.settings, checks, rebuild_trends=rebuild_trends)
@@ -163,13 +166,18 @@ class Pipeline(ChainStates):
         return total
 
     # -- one subsystem ------------------------------------------------------------
-    def _chain(self, key: Key) -> Chain:
+    def _chain(self, key: Key) -> ChainStore:
         chain = self.chains.get(key)
         if chain is None:
             known = records.load_chain(self.db, *key)
-            self.cache.remove_temporary(*key)
-            cached = self.cache.listing(*key)
-            chain = Chain(key[0], key[1], sorted(known.times), known.bad, cached)
+            run, subsystem = key
+            writer = Writer(
+                self.data,
+                self.encoder,
+                self.settings.reset_tolerance,
+                events_path(load_plugin(subsystem), self.settings.events_histogram, subsystem),
+            )
+            chain = ChainStore.open(run, subsystem, known.times, self.cache, writer, known.bad)
             if self.live is not None:
                 self.live.open(key, chain.times)
             if len(self.chains) > 32:  # keep memory bounded: old runs are rarely touched
@@ -207,7 +215,7 @@ class Pipeline(ChainStates):
         for ts, name in sorted(todo):
             self._process(chain, ts, name, report)
 
-    def _bad(self, chain: Chain, name: str, reason: str, report: PassReport) -> None:
+    def _bad(self, chain: ChainStore, name: str, reason: str, report: PassReport) -> None:
         log.warning(
             "Run%d/%s/%s: bad snapshot, skipped: %s", chain.run, chain.subsystem, name, reason
         )
@@ -215,15 +223,15 @@ class Pipeline(ChainStates):
         chain.bad.add(name)
         report.bad += 1
 
-    def _process(self, chain: Chain, ts: float, name: str, report: PassReport) -> None:
+    def _process(self, chain: ChainStore, ts: float, name: str, report: PassReport) -> None:
         path = self.data.subsystem_dir(chain.run, chain.subsystem) / name
         stem = name[: -len(".root")]
         index = bisect.bisect_left(chain.times, ts)
         previous_ts = chain.times[index - 1] if index else None
         later = chain.times[index:]
-        previous = self._state(chain, previous_ts) if previous_ts is not None else None
+        previous = chain.state(previous_ts) if previous_ts is not None else None
 
-        existing = self._load(chain, stem, ts)
+        existing = chain.load(stem, ts)
         errors: list[tuple[str, str]] = []
         if existing is not None:
             layout, raw = existing.layout, existing.raw()
@@ -245,7 +253,7 @@ class Pipeline(ChainStates):
             layout, raw = encoded.layout, encoded.raw
             errors += [(s.path, s.reason) for s in encoded.unreadable]
 
-        aligned = align(layout, previous, self._older(chain, index))
+        aligned = align(layout, previous, chain.earlier(index - 1))
         state = advance(layout, raw, aligned, self.settings.reset_tolerance)
         errors += sorted(aligned.incompatible.items())
         if state.resets:
@@ -255,7 +263,7 @@ class Pipeline(ChainStates):
             )  # fmt: skip
         for path_name, message in aligned.incompatible.items():
             log.warning("Run%d/%s %s: %s: %s", chain.run, chain.subsystem, name, path_name, message)
-        cache_file, _ = self._store(chain, stem, existing, layout, state)
+        cache_file, _ = chain.store(stem, existing, layout, state)
         current = CachedSnapshot(ts, layout, state.eff, state.off)
 
         outcome = records.Outcome(
@@ -269,7 +277,7 @@ class Pipeline(ChainStates):
             previous=previous_ts,
             resets=state.resets,
             errors=errors,
-            n_events=self._events(chain, current),
+            n_events=chain.events(current),
         )
         if previous is None or previous.layout.hash != layout.hash:
             outcome.histograms = [(e.path, e.class_name) for e in layout.entries]
@@ -280,7 +288,7 @@ class Pipeline(ChainStates):
             if later:
                 log.info("Run%d/%s %s arrived late: recomputing %d later snapshot(s)",
                          chain.run, chain.subsystem, name, len(later))  # fmt: skip
-                outcome.later = self._recompute(chain, current, later)
+                outcome.later = chain.recompute(current, later)
             if self.live is not None:
                 outcome.latest = self._analyse(chain, previous_ts, current, aligned, later)
             records.commit_outcome(self.db, outcome, self.alarms)
@@ -291,7 +299,7 @@ class Pipeline(ChainStates):
         report.processed += 1
 
     # -- analysis ------------------------------------------------------------------
-    def _analyse(self, chain: Chain, previous_ts, current, aligned, later) -> LatestResults:
+    def _analyse(self, chain: ChainStore, previous_ts, current, aligned, later) -> LatestResults:
         """Trend points (stored) and results of the new slice; after a late one, of all later.
 
         Returns the results of the subsystem's newest slice, the one its
@@ -308,8 +316,8 @@ class Pipeline(ChainStates):
         live.analyse(*key, previous_ts, current.timestamp, histograms, evaluate=False)
         previous = current
         for position, ts in enumerate(later):
-            state = self._state(chain, ts)
-            before = align(state.layout, previous, self._older(chain, chain.times.index(ts)))
+            state = chain.state(ts)
+            before = align(state.layout, previous, chain.earlier(chain.times.index(ts) - 1))
             histograms = slice_histograms(state.layout, state.eff, before.eff, before.incompatible)
             newest = position == len(later) - 1
             results = live.analyse(*key, previous.timestamp, ts, histograms, evaluate=newest)

@@ -60,13 +60,8 @@ import ZODB
 from overwatch import timestamps
 from overwatch.histogram import Histogram
 from overwatch.store.db import read
-from processing.ingest.cache import (
-    ArrayCache,
-    CachedSnapshot,
-    CacheError,
-    split_cache_name,
-    states_covering,
-)
+from processing.ingest.cache import ArrayCache, CachedSnapshot, CacheError
+from processing.ingest.chain import ChainStore
 from processing.ingest.resets import align
 
 log = logging.getLogger(__name__)
@@ -283,7 +278,9 @@ class SliceReader:
                     end, p, layout.block(end.eff, i) - layout.block(base.eff, i)
                 )
             return result
-        aligned = align(layout, base, self._older(run, subsystem, times, base_ts))
+        # Histograms the base lacks: the chain's one walk over earlier states (read-only).
+        chain = ChainStore.open(run, subsystem, times, self.cache)
+        aligned = align(layout, base, chain.earlier(bisect.bisect_left(times, base_ts)))
         content = end.eff - aligned.eff
         result = {}
         for p in wanted:
@@ -297,32 +294,6 @@ class SliceReader:
     @staticmethod
     def _unpack(snapshot: CachedSnapshot, path: str, block: np.ndarray) -> Histogram:
         return snapshot.layout.entries[snapshot.layout.index[path]].unpack(block)
-
-    def _older(self, run: int, subsystem: str, times: list[float], base_ts: float):
-        """Snapshots before ``base_ts``, newest first, holding some wanted path."""
-
-        def load(name: str, ts: float) -> CachedSnapshot | None:
-            try:
-                return self.cache.load(run, subsystem, name, ts)
-            except CacheError:
-                return None
-
-        def candidates(listing: dict[str, str]):
-            for position in range(bisect.bisect_left(times, base_ts) - 1, -1, -1):
-                ts = times[position]
-                stem = timestamps.snapshot_filename(subsystem, timestamps.from_unix(ts))[:-5]
-                name = listing.get(stem)
-                if name is None:
-                    continue
-                try:  # the file name says the layout: open only files that can help
-                    layout = self.cache.layout(run, subsystem, split_cache_name(name)[1])
-                except CacheError:
-                    continue
-                yield layout, lambda name=name, ts=ts: load(name, ts)
-
-        return lambda wanted: states_covering(
-            wanted, candidates(self.cache.listing(run, subsystem))
-        )
 
     def _missing(self, run: int, subsystem: str, path: str, ts: float) -> str:
         return (
