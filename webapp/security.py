@@ -22,7 +22,6 @@ import functools
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 import threading
 import time
@@ -30,6 +29,8 @@ from collections import defaultdict, deque
 from pathlib import Path
 
 from werkzeug.security import check_password_hash, generate_password_hash
+
+from overwatch.store.layout import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,9 @@ def password_fingerprint(password_hash: str) -> str:
 def load_secret_key(path: str | Path) -> str:
     """Read the key that signs session cookies, creating it (mode 0600) on first start.
 
-    The key is written to a temporary file and hard-linked into place, so two
-    processes starting at once agree on one key and none reads a half file.
+    The key is written atomically without replacing an existing file
+    (``atomic_write(replace=False)``: a temporary file hard-linked into place),
+    so two processes starting at once agree on one key and none reads a half file.
     """
     path = Path(path)
     try:
@@ -85,21 +87,11 @@ def load_secret_key(path: str | Path) -> str:
         key = ""
     if key:
         return key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        with os.fdopen(descriptor, "w") as stream:
-            stream.write(secrets.token_hex(32) + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        try:
-            os.link(temporary, path)
-            log.info("created a new secret key in %s", path)
-        except FileExistsError:
-            pass  # another process won the race: use its key
-    finally:
-        temporary.unlink(missing_ok=True)
+        atomic_write(path, secrets.token_hex(32) + "\n", mode=0o600, replace=False)
+        log.info("created a new secret key in %s", path)
+    except FileExistsError:
+        pass  # another process won the race: use its key
     key = path.read_text().strip()
     if not key:
         raise RuntimeError(f"{path}: the secret key file is empty; delete it to create a new one")

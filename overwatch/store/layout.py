@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,8 +43,8 @@ class FileSystem:
     def makedirs(self, path: Path) -> None:
         os.makedirs(path, exist_ok=True)
 
-    def open_new(self, path: Path) -> int:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    def open_new(self, path: Path, mode: int = 0o644) -> int:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
 
     def write(self, fd: int, data: memoryview) -> int:
         return os.write(fd, data)
@@ -58,6 +58,9 @@ class FileSystem:
     def rename(self, source: Path, target: Path) -> None:
         os.rename(source, target)
 
+    def link(self, source: Path, target: Path) -> None:
+        os.link(source, target)
+
     def fsync_dir(self, path: Path) -> None:
         fsync_directory(path)
 
@@ -70,37 +73,75 @@ class FileSystem:
 
 _counter = itertools.count()
 
+#: What :func:`atomic_write` takes: bytes (or any buffer), text (written as UTF-8), or an
+#: iterable of buffers written one after the other (a large copy or an array's header
+#: and data need not be joined in memory first).
+Content = bytes | bytearray | memoryview | str | Iterable[bytes | bytearray | memoryview]
+
+
+def _blocks(data: Content) -> Iterable[memoryview]:
+    if isinstance(data, str):
+        yield memoryview(data.encode("utf-8"))
+        return
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:  # not a buffer: an iterable of them
+        for block in data:  # type: ignore[union-attr]
+            yield memoryview(block).cast("B")
+    else:
+        yield view.cast("B")  # TypeError for a buffer that is not contiguous
+
 
 def atomic_write(
-    path: str | Path, data: bytes, *, fsync: bool = True, fs: FileSystem | None = None
+    path: str | Path,
+    data: Content,
+    *,
+    fsync: bool = True,
+    fs: FileSystem | None = None,
+    mode: int = 0o644,
+    replace: bool = True,
 ) -> Path:
     """Write ``data`` to ``path`` so that readers see all of it or nothing.
 
-    Temporary file in the same directory, fsync, rename, fsync of the directory.
+    Temporary file ``.<name>.<pid>.<n>.tmp`` in the same directory, fsync,
+    rename, fsync of the directory. ``fsync=False`` skips both fsyncs (derived
+    data, heartbeats: still atomic, just not durable across a power cut).
+    ``mode`` is the new file's permission bits (before the umask).
+    ``replace=False`` never replaces an existing file: the temporary file is
+    hard-linked into place instead of renamed, and ``FileExistsError`` says
+    another writer was first (so concurrent creators agree on one content).
     Raises ``OSError``; nothing is left behind then (the temporary file is removed).
     """
     fs = fs or FileSystem()
     path = Path(path)
     fs.makedirs(path.parent)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{next(_counter)}.tmp")
-    fd = fs.open_new(temporary)
+    fd = fs.open_new(temporary, mode)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                written = fs.write(fd, view)
-                view = view[written:]
+            for view in _blocks(data):
+                while view:
+                    written = fs.write(fd, view)
+                    view = view[written:]
             if fsync:
                 fs.fsync(fd)
         finally:
             fs.close(fd)
-        fs.rename(temporary, path)
+        if replace:
+            fs.rename(temporary, path)
+        else:
+            fs.link(temporary, path)
     except BaseException:
         try:
             fs.unlink(temporary)
         except OSError:
             pass
         raise
+    if not replace:
+        try:
+            fs.unlink(temporary)  # the content is in place under its name
+        except OSError:
+            pass
     if fsync:
         fs.fsync_dir(path.parent)
     return path

@@ -51,8 +51,7 @@ import json
 import logging
 import math
 import os
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -402,27 +401,19 @@ class TrendStore:
         self._listing = None  # file set changed: rescan next time
 
     def _copy_rows(self, path: Path, size: int) -> None:
-        handle, temporary = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-        )
-        try:
-            with open(path, "rb") as source, os.fdopen(handle, "wb") as target:
+        """Replace ``path`` by a copy of its first ``size`` bytes (atomically)."""
+
+        def blocks() -> Iterator[bytes]:
+            with open(path, "rb") as source:
                 remaining = size
                 while remaining:
                     block = source.read(min(remaining, COPY_BLOCK))
                     if not block:
                         raise OSError(f"{path} ended before byte {size}")
-                    target.write(block)
+                    yield block
                     remaining -= len(block)
-                if self.fsync:
-                    target.flush()
-                    os.fsync(target.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        if self.fsync:
-            fsync_directory(path.parent)
+
+        atomic_write(path, blocks(), fsync=self.fsync)
 
     def _remove_empty_layouts(self) -> None:
         """Delete trailing layouts without rows, so a rebuild numbers layouts the same way."""

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from overwatch.store.layout import atomic_write
 from processing.compare.results import STATUS_ORDER, ComparisonResult, Status
 from processing.compare.runner import CompareRun
 from processing.compare.summary import ordered, rollup, totals, worst_first
@@ -72,6 +73,5 @@ def render(run: CompareRun) -> str:
 def write_json(results: Iterable[ComparisonResult], target: Path) -> None:
     """The records of every result, as a JSON list (written whole, then renamed)."""
     records = [result.to_record() for result in results]
-    temporary = target.with_name(target.name + ".tmp")
-    temporary.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
-    temporary.replace(target)
+    # No fsync: a report is made again by running the comparison again.
+    atomic_write(target, json.dumps(records, indent=1) + "\n", fsync=False)

@@ -37,16 +37,16 @@ against about 400 ms for the uproot read of the snapshot.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from overwatch.store.layout import DataDir, fsync_directory
+from overwatch.store.layout import DataDir, atomic_write
 from processing.ingest.cache_layout import (  # noqa: F401 - re-exported: the cache's vocabulary
     _LAYOUTS,
     AxisSpec,
@@ -218,19 +218,8 @@ class ArrayCache:
 
 
 def _atomic_save(path: Path, data: np.ndarray | bytes, fsync: bool) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            if isinstance(data, bytes):
-                stream.write(data)
-            else:
-                np.lib.format.write_array(stream, np.ascontiguousarray(data), allow_pickle=False)
-            if fsync:
-                stream.flush()
-                os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    if fsync:
-        fsync_directory(path.parent)
+    if not isinstance(data, bytes):
+        stream = io.BytesIO()
+        np.lib.format.write_array(stream, np.ascontiguousarray(data), allow_pickle=False)
+        data = stream.getbuffer()
+    atomic_write(path, data, fsync=fsync)
