@@ -22,14 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from overwatch.lru import LRU
 
 if TYPE_CHECKING:
     from processing.analysis.trend_store import TrendStore
@@ -82,9 +82,10 @@ def digest(columns: tuple[TrendKey, ...]) -> str:
 
 # Parsed layouts by (file, mtime, size): immutable once written, and a 5,000-column
 # layout costs milliseconds to parse, which web requests should pay once.
-_layout_cache: OrderedDict[tuple[str, int, int], tuple[tuple[TrendKey, ...], dict]] = OrderedDict()
-_layout_lock = threading.Lock()
 _LAYOUT_CACHE_SIZE = 128
+_layout_cache: LRU[tuple[str, int, int], tuple[tuple[TrendKey, ...], dict]] = LRU(
+    _LAYOUT_CACHE_SIZE
+)
 
 
 def read_columns(
@@ -92,11 +93,9 @@ def read_columns(
 ) -> tuple[tuple[TrendKey, ...], dict[TrendKey, int]]:
     stat = path.stat()
     key = (str(path), stat.st_mtime_ns, stat.st_size)
-    with _layout_lock:
-        found = _layout_cache.get(key)
-        if found is not None:
-            _layout_cache.move_to_end(key)
-            return found
+    found = _layout_cache.get(key)
+    if found is not None:
+        return found
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"not a trend layout of format {FORMAT}")
@@ -111,10 +110,7 @@ def read_columns(
     index = {column: i for i, column in enumerate(columns)}
     if len(index) != len(columns):
         raise ValueError("a column is listed twice")
-    with _layout_lock:
-        _layout_cache[key] = (columns, index)
-        while len(_layout_cache) > _LAYOUT_CACHE_SIZE:
-            _layout_cache.popitem(last=False)
+    _layout_cache.put(key, (columns, index))
     return columns, index
 
 

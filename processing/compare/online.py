@@ -30,13 +30,13 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from overwatch.histogram import Histogram
+from overwatch.lru import LRU
 from processing.compare.checks import incompatibility
 from processing.compare.registry import ConfiguredTest
 from processing.compare.results import ComparisonResult, Reason, Status, not_compared
@@ -212,8 +212,8 @@ class ReferenceComparer:
         self.reader = reader
         self.max_entries = max_entries
         self._version = version or reader.version
-        self._cache: OrderedDict[tuple, OnlineComparison] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache: LRU[tuple, OnlineComparison] = LRU(max_entries)
+        self._lock = threading.Lock()  # guards the counter; the cache has its own lock
         self.computed = 0  # comparisons actually run (not served from the cache)
 
     def reference_version(self, reference: int, subsystem: str) -> str:
@@ -238,11 +238,9 @@ class ReferenceComparer:
         version = self._version(run, subsystem)
         reference_version = self.reference_version(reference, subsystem)
         key = (run, subsystem, version, reference, reference_version, _test_key(test))
-        with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-                return cached
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         data = self.reader.slice(run, subsystem, None, math.inf)
         try:
             mine = self.reader.slice(reference, subsystem, None, math.inf)
@@ -260,9 +258,7 @@ class ReferenceComparer:
         )
         with self._lock:
             self.computed += 1
-            self._cache[key] = found
-            while len(self._cache) > self.max_entries:
-                self._cache.popitem(last=False)
+        self._cache.put(key, found)
         return found
 
     def overlay(

@@ -20,6 +20,7 @@ from functools import cached_property
 import numpy as np
 
 from overwatch.histogram import Axis, Histogram
+from overwatch.lru import LRU
 
 LAYOUT_FORMAT = 1
 
@@ -333,16 +334,11 @@ class Layout:
         return layout
 
 
-_LAYOUTS: dict[str, Layout] = {}  # process-wide: a layout is parsed once (content-addressed)
 _LAYOUTS_KEEP = 4096
+#: Process-wide: a layout is parsed once (content-addressed), the least recently used forgotten.
+_LAYOUTS: LRU[str, Layout] = LRU(_LAYOUTS_KEEP)
 
 
 def remember_layout(layout: Layout) -> Layout:
-    """Share one Layout object per hash within the process."""
-    known = _LAYOUTS.get(layout.hash)
-    if known is not None:
-        return known
-    if len(_LAYOUTS) >= _LAYOUTS_KEEP:
-        _LAYOUTS.pop(next(iter(_LAYOUTS)))
-    _LAYOUTS[layout.hash] = layout
-    return layout
+    """Share one Layout object per hash within the process (also between threads)."""
+    return _LAYOUTS.setdefault(layout.hash, layout)
