@@ -4,7 +4,9 @@ Why layered: the package ships documented defaults; an operator overrides a few
 keys per user, per deployment directory, per invocation and per container, and
 the later layer wins key by key. Layers, lowest to highest priority:
 
-1. ``config/overwatch.yaml`` in the repository (the documented defaults);
+1. ``overwatch.yaml`` shipped with the package (the documented defaults; in the
+   repository it is ``config/overwatch.yaml``, read through
+   :func:`overwatch.resources.resource` so an installed wheel finds it too);
 2. ``~/.config/overwatch/overwatch.yaml``;
 3. ``./overwatch.yaml`` (the working directory);
 4. an explicit ``--config FILE``;
@@ -45,9 +47,11 @@ from typing import Any
 
 import yaml
 
+from overwatch.resources import resource
+
 logger = logging.getLogger(__name__)
 
-DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "config" / "overwatch.yaml"
+DEFAULTS_FILE = resource("overwatch.yaml")
 CONFIG_FILE_NAME = "overwatch.yaml"
 ENV_PREFIX = "OVERWATCH_"
 ENV_SEPARATOR = "__"

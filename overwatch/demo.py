@@ -1,6 +1,7 @@
 """`overwatch demo`: the whole system on simulated detectors, in one command.
 
-It renders ``docker/supervisord.conf.template`` into a fresh data directory and
+It renders ``supervisord.conf.template`` (package data; ``docker/`` in the
+repository, see :mod:`overwatch.resources`) into a fresh data directory and
 runs supervisord, which starts the real processes of a deployment: a ZEO
 server, the simulator (EMC, TPC, HLT), one receiver per subsystem, processing
 and the web app. A login is created for the demo and printed with the URL.
@@ -33,9 +34,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from overwatch.resources import resource
+
 log = logging.getLogger(__name__)
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "docker" / "supervisord.conf.template"
+TEMPLATE = resource("supervisord.conf.template")
 SUBSYSTEMS = ("EMC", "TPC", "HLT")
 DEMO_USER = "demo"
 

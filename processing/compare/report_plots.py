@@ -16,6 +16,7 @@ by side.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import re
 import shutil
@@ -27,12 +28,25 @@ from pathlib import Path
 from overwatch.histogram import Histogram
 from processing.compare.results import ComparisonResult, Reason
 
-REPOSITORY = Path(__file__).resolve().parents[2]
-#: Where JSROOT is looked for: the copy vendored for the web app, then the one npm installs.
-JSROOT_CANDIDATES = (
-    REPOSITORY / "webapp" / "static" / "jsroot",
-    REPOSITORY / "tests" / "node" / "node_modules" / "jsroot",
-)
+
+def _webapp_jsroot() -> tuple[Path, ...]:
+    """The JSROOT vendored with the web app (``webapp/static/jsroot``, package data of ``webapp``).
+
+    Found through the import system, so an editable install and an installed
+    wheel both answer, but without importing ``webapp`` (processing never
+    imports the web app): :func:`importlib.util.find_spec` on a top-level
+    package only locates it, it does not run its ``__init__`` (as
+    ``importlib.resources.files("webapp")`` would). The distribution's RECORD
+    (importlib.metadata) would not do: an editable install lists no package files.
+    """
+    spec = importlib.util.find_spec("webapp")
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    return tuple(Path(root) / "static" / "jsroot" for root in spec.submodule_search_locations)
+
+
+#: Where JSROOT is looked for: the copy vendored for the web app (the only one shipped).
+JSROOT_CANDIDATES = _webapp_jsroot()
 BUNDLES = ("build/jsroot.min.js", "build/jsroot.js")
 
 TEST_COLOR, REFERENCE_COLOR = 602, 632  # ROOT kBlue+2, kRed
@@ -68,8 +82,8 @@ def locate_jsroot(candidates: Sequence[Path] = JSROOT_CANDIDATES) -> tuple[Path,
         if (root / "modules" / "main.mjs").is_file():
             return root, "modules"
     raise JsrootMissingError(
-        "JSROOT not found: expected webapp/static/jsroot or tests/node/node_modules/jsroot "
-        "(run `make node-deps`)"
+        f"JSROOT not found in {', '.join(map(str, candidates)) or 'the webapp package'}: "
+        "it is vendored with the web app (webapp/static/jsroot); reinstall overwatch"
     )
 
 

@@ -41,10 +41,12 @@ import yaml
 from yaml.nodes import Node, SequenceNode
 
 from overwatch.quality import Quality
+from overwatch.resources import resource
 from processing.analysis.checks.kinds import KINDS, CheckKind, Param
 from processing.analysis.checks.yamlnodes import CheckConfigError, NodeReader, is_null, suggest
 
-DEFAULT_CHECKS_FILE = Path(__file__).resolve().parents[3] / "config" / "checks.yaml"
+#: ``config/checks.yaml`` of the repository, shipped as package data (see overwatch.resources).
+DEFAULT_CHECKS_FILE = resource("checks.yaml")
 
 _ON_FAIL = {"bad": Quality.BAD, "medium": Quality.MEDIUM}
 _ENTRY_KEYS = (
