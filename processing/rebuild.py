@@ -1,7 +1,7 @@
 """``overwatch db rebuild``: recreate every run's metadata from the snapshot files.
 
 The snapshots on disk are the source of truth. Rebuilding forgets all runs in
-the database (users and receiver status stay) and processes every snapshot
+the database (users stay) and processes every snapshot
 again, in time order, exactly as the live pipeline does. Where a cache file of
 a snapshot is present its raw content is taken from it (``eff - offsets``)
 instead of re-reading the ROOT file, so a rebuild after a lost database is

@@ -9,9 +9,13 @@ behind the newest snapshot (how long the newest received snapshot has
 waited for a pass), whether the database answers, and the free disk
 space of the data directory.
 
-Receivers write their heartbeat to ``<data>/status/receiver-<SYS>.json``; this
-module reads those files (and the copies kept in the database) rather than
-importing the receivers package.
+Receivers write their heartbeat to ``DataDir.heartbeat_file(SYS)``
+(``<data>/status/receiver-<SYS>.json``); this module lists those files with
+``DataDir.heartbeat_files`` and reads them with ``overwatch.notices``'
+decoder rather than importing the receivers package. They are the only
+record of a receiver: receivers never open the database (by design, see
+``overwatch.store.models``), so the receiver rows do not depend on it and still
+show when the database is down.
 """
 
 from __future__ import annotations
@@ -77,25 +81,24 @@ def _heartbeat_files(data_dir: DataDir) -> dict[str, dict[str, Any]]:
             beats[subsystem] = decode_heartbeat(path.read_bytes())
         except (OSError, FormatError) as error:
             log.warning("unreadable heartbeat %s: %s", path, error)
-            beats[subsystem] = {"state": "unreadable heartbeat file"}
+            beats[subsystem] = {"state": "unreadable heartbeat file", "last_error": str(error)}
     return beats
 
 
 def receiver_rows(
-    beats: dict[str, dict], stored: dict[str, dict], now: float, late: float, dead: float
+    beats: dict[str, dict], now: float, late: float, dead: float
 ) -> list[dict[str, Any]]:
-    """One row per receiver known from a heartbeat file or from the database."""
+    """One row per receiver that wrote a heartbeat file."""
     rows = []
-    for subsystem in sorted(set(beats) | set(stored)):
-        beat = beats.get(subsystem) or {}
-        record = stored.get(subsystem) or {}
+    for subsystem in sorted(beats):
+        beat = beats[subsystem]
         heartbeat = beat.get("updated")
-        contact = beat.get("last_contact") or record.get("last_contact")
-        snapshot = beat.get("last_snapshot") or record.get("last_snapshot")
+        contact = beat.get("last_contact")
+        snapshot = beat.get("last_snapshot")
         heartbeat_age = _age(now, heartbeat)
         # No snapshot yet: count from the receiver's start, so a sender that never sends shows.
         snapshot_age = _age(now, snapshot) if snapshot else _age(now, beat.get("started"))
-        state = str(beat.get("state") or ("no heartbeat file" if not beat else "unknown"))
+        state = str(beat.get("state") or "unknown")
         status = worst(level(heartbeat_age, late, dead), level(snapshot_age, late, dead))
         if state == "stopped":
             status = DEAD
@@ -112,26 +115,17 @@ def receiver_rows(
                 "snapshot_age": _age(now, snapshot),
                 "last_snapshot_path": beat.get("last_snapshot_path"),
                 "last_run": beat.get("last_run"),
-                "counters": beat.get("counters") or record.get("counters") or {},
+                "counters": beat.get("counters") or {},
                 "last_error": beat.get("last_error"),
             }
         )
     return rows
 
 
-def _database_view() -> tuple[bool, dict[str, dict], dict[str, Any], str]:
-    """(reachable, receiver records, processing status, error text) from the database."""
+def _database_view() -> tuple[bool, dict[str, Any], str]:
+    """(reachable, processing status, error text) from the database."""
     try:
-        root = overwatch()
-        stored = {
-            name: {
-                "last_contact": rec.last_contact,
-                "last_snapshot": rec.last_snapshot,
-                "counters": dict(rec.counters),
-            }
-            for name, rec in root.receivers.items()
-        }
-        proc = root.processing
+        proc = overwatch().processing
         processing = {
             "last_pass_started": proc.last_pass_started,
             "last_pass_finished": proc.last_pass_finished,
@@ -139,10 +133,10 @@ def _database_view() -> tuple[bool, dict[str, dict], dict[str, Any], str]:
             "snapshots_processed": proc.snapshots_processed,
             "last_error": proc.last_error,
         }
-        return True, stored, processing, ""
+        return True, processing, ""
     except Exception as error:  # the page must render even when the database is gone
         log.warning("status page: database unreachable: %s", error)
-        return False, {}, {}, f"{type(error).__name__}: {error}"
+        return False, {}, f"{type(error).__name__}: {error}"
 
 
 def collect(now: float | None = None) -> dict[str, Any]:
@@ -151,8 +145,8 @@ def collect(now: float | None = None) -> dict[str, Any]:
     res = resources()
     late, dead = res.settings.status.late_seconds, res.settings.status.dead_seconds
     data_dir = DataDir(res.data_dir)
-    reachable, stored, processing, db_error = _database_view()
-    receivers = receiver_rows(_heartbeat_files(data_dir), stored, now, late, dead)
+    reachable, processing, db_error = _database_view()
+    receivers = receiver_rows(_heartbeat_files(data_dir), now, late, dead)
 
     newest = max((r["last_snapshot"] or 0.0 for r in receivers), default=0.0)
     finished = processing.get("last_pass_finished") or 0.0

@@ -7,6 +7,13 @@ the array cache on disk (see ``processing``), and the snapshot files are the
 source of truth from which all of this can be rebuilt (``overwatch db rebuild``).
 
 Times are unix seconds (float, UTC) throughout.
+
+Receivers keep no record here: by design they never open the database (the
+data path must keep storing snapshots when the database is down, and a
+``file://`` storage admits one process only). Their state is the heartbeat
+file they write (``overwatch.notices``), which the status page reads. An
+older database may still hold an empty ``receivers`` container on its root;
+nothing reads it.
 """
 
 from __future__ import annotations
@@ -32,7 +39,6 @@ class OverwatchRoot(Persistent):
         self.schema_version = SCHEMA_VERSION
         self.runs = IOBTree()  # run number -> Run
         self.users = OOBTree()  # user name -> User
-        self.receivers = OOBTree()  # subsystem -> ReceiverStatus
         self.processing = ProcessingStatus()
         self.alarms = IOBTree()  # alarm id -> Alarm (schema 2)
         # (run, subsystem, check, histogram path, trend or "") -> CheckState (schema 2)
@@ -206,16 +212,6 @@ class HistogramError(Persistent):
         self.path = path
         self.timestamp = timestamp
         self.message = message
-
-
-class ReceiverStatus(Persistent):
-    """Last contact and last snapshot of a receiver, mirrored from its heartbeat."""
-
-    def __init__(self, subsystem: str) -> None:
-        self.subsystem = subsystem
-        self.last_contact = 0.0
-        self.last_snapshot = 0.0
-        self.counters = PersistentMapping()
 
 
 class User(Persistent):

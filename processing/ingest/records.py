@@ -290,7 +290,7 @@ def load_chain(db: ZODB.DB, run: int, subsystem: str) -> ChainRecords:
 
 
 def clear_runs(db: ZODB.DB) -> None:
-    """Forget every run (``db rebuild``); users and receiver status stay."""
+    """Forget every run (``db rebuild``) and reset the processing status; users and alarms stay."""
     from BTrees.IOBTree import IOBTree
 
     def work(root) -> None:

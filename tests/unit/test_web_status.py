@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import webapp.status
 from overwatch.store.db import overwatch_root, transact
-from overwatch.store.models import ReceiverStatus
 from receivers.heartbeat import Heartbeat, status_path
 from tests.unit.test_web_support import add_user, login, make_app
 from webapp.status import ALIVE, DEAD, LATE, UNKNOWN, level, redact
@@ -80,19 +80,34 @@ def test_a_stopped_receiver_is_dead_and_an_unreadable_heartbeat_is_shown(status_
     assert rows["ZDC"]["status"] == UNKNOWN
 
 
-def test_receivers_known_only_from_the_database_are_listed(status_app) -> None:
-    _app, db, client, _data_dir = status_app
-
-    def work(root: dict) -> None:
-        record = ReceiverStatus("PHS")
-        record.last_contact = record.last_snapshot = time.time() - 100
-        overwatch_root(root).receivers["PHS"] = record
-
-    transact(db, work)
+def test_a_heartbeat_that_breaks_the_format_is_shown_with_the_reason(status_app) -> None:
+    _app, _db, client, data_dir = status_app
+    document = json.loads(status_path(data_dir, "EMC").read_text())
+    document["updated"] = "yesterday"
+    status_path(data_dir, "EMC").write_text(json.dumps(document))
     rows = {r["subsystem"]: r for r in client.get("/api/status").get_json()["receivers"]}
-    assert rows["PHS"]["state"] == "no heartbeat file"
-    assert rows["PHS"]["status"] == LATE  # its last snapshot, 100 s ago, is past late_seconds
-    assert 99 <= rows["PHS"]["snapshot_age"] < 160
+    assert rows["EMC"]["state"] == "unreadable heartbeat file"
+    assert "'updated' must be a unix time" in rows["EMC"]["last_error"]
+    assert rows["EMC"]["status"] == UNKNOWN
+    assert rows["TPC"]["status"] == LATE  # the others are unaffected
+
+
+def test_receivers_show_from_their_heartbeats_when_the_database_is_down(
+    status_app, monkeypatch
+) -> None:
+    app, _db, _client, _data_dir = status_app
+
+    def unreachable():
+        raise ConnectionError("ZEO server gone")
+
+    monkeypatch.setattr(webapp.status, "overwatch", unreachable)
+    with app.app_context():
+        status = webapp.status.collect()
+    assert status["database"]["reachable"] is False
+    assert "ZEO server gone" in status["database"]["error"]
+    assert status["processing"]["status"] == UNKNOWN
+    by_name = {r["subsystem"]: r["status"] for r in status["receivers"]}
+    assert by_name == {"EMC": ALIVE, "HLT": DEAD, "TPC": LATE}
 
 
 def test_processing_lag_database_and_disk(status_app) -> None:
