@@ -134,7 +134,7 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(UnsafePath)
     def unsafe_path(error: UnsafePath) -> Response:
-        return _error(f"refused path: {error}", 400)
+        return _error(f"refused histogram path: {error}", 400)
 
     @app.errorhandler(processing.BadSliceLink)
     def bad_link(error: processing.BadSliceLink) -> Response:

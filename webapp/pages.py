@@ -135,9 +135,8 @@ def run_page(run: int) -> Response:
 def subsystem_page(run: int, subsystem: str) -> str:
     views.require_subsystem(run, subsystem)
     root = overwatch()
+    queries.get_subsystem(root, run, subsystem)  # 404 naming what is missing
     detail = queries.run_detail(root, run, time.time(), resources().ongoing_seconds)
-    if subsystem not in detail["subsystems"]:
-        raise queries.NotFound(f"subsystem {subsystem!r} not found in run {run}")
     args = view_args()
     resolved, option_errors = page_view(run, subsystem, args["slice"])
     groups = resolved.view.analysis.groups if resolved is not None else {}

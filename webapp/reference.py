@@ -63,10 +63,10 @@ from processing import (
     get_test,
 )
 from processing import comparison_records as records
-from webapp import queries
+from webapp import queries, views
 from webapp.context import overwatch, resources
 from webapp.http import byte_cache, encode, encoded_response, json_error, json_response, make_etag
-from webapp.paths import UnsafePath, check_path, check_subsystem, quote_path
+from webapp.paths import quote_path
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +189,7 @@ def choose(args: Any, subsystem: str) -> Choice:
 
 @bp.route("/api/runs/<int:run>/<subsystem>/compare")
 def compare(run: int, subsystem: str) -> Response:
-    if not check_subsystem(subsystem):
-        return json_error(f"subsystem {subsystem!r} not found in run {run}", 404)
+    views.require_subsystem(run, subsystem)
     try:
         choice = choose(request.args, subsystem)
     except ParameterError as error:
@@ -273,12 +272,8 @@ def overlay(run: int, subsystem: str, path: str) -> Response:
     view = request.args.get("slice", "cumulative")
     if view not in VIEW_NAMES:
         return json_error(f"slice: expected one of {', '.join(VIEW_NAMES)}, got {view[:40]!r}", 400)
-    try:
-        check_path(path)
-    except UnsafePath as error:
-        return json_error(f"refused histogram path: {error}", 400)
-    if not check_subsystem(subsystem):
-        return json_error(f"subsystem {subsystem!r} not found in run {run}", 404)
+    views.require_path(path)
+    views.require_subsystem(run, subsystem)
     settings = resources().settings.compare
     try:
         reference, _source = parse_reference(

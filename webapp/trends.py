@@ -35,7 +35,7 @@ import numpy as np
 from flask import Blueprint, Response, render_template, request, url_for
 
 from processing import GENERIC_NAMES, TrendStore, run_history, trend_dir, trend_json
-from webapp import queries
+from webapp import queries, views
 from webapp.context import overwatch, resources
 from webapp.http import json_error, json_response
 from webapp.paths import UnsafePath, check_path, check_subsystem, quote_path
@@ -85,8 +85,7 @@ def thin(
 
 def trend_store(run: int, subsystem: str) -> TrendStore:
     """The read-only trend store of a run's subsystem; NotFound (404) if the database lacks it."""
-    if not check_subsystem(subsystem):
-        raise queries.NotFound(f"subsystem {subsystem!r} not found in run {run}")
+    views.require_subsystem(run, subsystem)
     queries.get_subsystem(overwatch(), run, subsystem)
     return TrendStore(trend_dir(resources().data_dir, run, subsystem), readonly=True)
 
@@ -158,10 +157,7 @@ def api_list(run: int, subsystem: str) -> Response:
 
 @bp.route("/api/runs/<int:run>/<subsystem>/trends/<path:path>")
 def api_graph(run: int, subsystem: str, path: str) -> Response:
-    try:
-        check_path(path)
-    except UnsafePath as error:
-        return json_error(f"refused histogram path: {error}", 400)
+    views.require_path(path)
     name = request.args.get("name", "").strip()
     if not name:
         return json_error(f"name is required, e.g. name=mean ({', '.join(GENERIC_NAMES)})", 400)

@@ -26,12 +26,12 @@ served.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from overwatch.histogram import Histogram
+from overwatch.lru import LRU
 from overwatch.plugins import (
     OTHER_GROUP,
     DefaultPlugin,
@@ -193,11 +193,21 @@ def plugin_groups(plugin: DetectorPlugin, paths: Iterable[str]) -> tuple[dict, s
     """({group: paths}, hook error) of the page: ``plugin.grouped``, first directories if it fails.
 
     A path the plugin's groups lose goes to "Other": a plugin must not hide a histogram.
+    Remembered per plugin and set of paths (it rarely changes from one slice to the next);
+    the groups returned are shared: read them, never change them.
     """
-    return _grouped(plugin, tuple(paths))
+    paths = tuple(paths)
+    key = (id(plugin), plugin.name, paths)
+    found = _GROUPS.get(key)
+    if found is None:
+        found = _grouped(plugin, paths)
+        _GROUPS.put(key, found)
+    return found
 
 
-@functools.lru_cache(maxsize=64)  # the set of paths rarely changes from one slice to the next
+_GROUPS: LRU = LRU(64)
+
+
 def _grouped(plugin: DetectorPlugin, paths: tuple[str, ...]) -> tuple[dict, str | None]:
     groups, error = run_hook(plugin, "grouped", list(paths))
     if error or not isinstance(groups, dict):
