@@ -47,14 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from overwatch.store.layout import DataDir, atomic_write
-from processing.ingest.cache_layout import (  # noqa: F401 - re-exported: the cache's vocabulary
-    _LAYOUTS,
-    AxisSpec,
-    Entry,
-    Layout,
-    LayoutError,
-    remember_layout,
-)
+from processing.ingest.cache_layout import Layout, LayoutError, known_layout, remember_layout
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +128,7 @@ class ArrayCache:
 
     # -- layouts -------------------------------------------------------------------
     def layout(self, run: int, subsystem: str, layout_hash: str) -> Layout:
-        known = _LAYOUTS.get(layout_hash)
+        known = known_layout(layout_hash)
         if known is not None:
             return known
         path = self.directory(run, subsystem) / f"{LAYOUT_PREFIX}{layout_hash}.json"

@@ -339,6 +339,11 @@ _LAYOUTS_KEEP = 4096
 _LAYOUTS: LRU[str, Layout] = LRU(_LAYOUTS_KEEP)
 
 
+def known_layout(layout_hash: str) -> Layout | None:
+    """The layout of that hash if this process has parsed or made it already."""
+    return _LAYOUTS.get(layout_hash)
+
+
 def remember_layout(layout: Layout) -> Layout:
     """Share one Layout object per hash within the process (also between threads)."""
     return _LAYOUTS.setdefault(layout.hash, layout)

@@ -31,7 +31,7 @@ import uproot
 from overwatch import rootio
 from overwatch.histogram import PROFILE_STAT_NAMES, STAT_NAMES, dimension_of
 from overwatch.rootio import RootFileError, SkippedObject
-from processing.ingest.cache import Entry, Layout, remember_layout
+from processing.ingest.cache_layout import Entry, Layout, remember_layout
 
 log = logging.getLogger(__name__)
 

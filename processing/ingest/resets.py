@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from processing.ingest.cache import CachedSnapshot, Entry, Layout
+from processing.ingest.cache import CachedSnapshot
+from processing.ingest.cache_layout import Entry, Layout
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ import pytest
 from overwatch import rootio
 from overwatch.histogram import Axis, Histogram
 from overwatch.rootio import RootFileError
-from processing.ingest.cache import ArrayCache, CacheError, Layout, LayoutError, split_cache_name
+from processing.ingest.cache import ArrayCache, CacheError, split_cache_name
+from processing.ingest.cache_layout import Layout, LayoutError
 from processing.ingest.read import SnapshotEncoder
 from tests.processing_helpers import SAMPLES
 

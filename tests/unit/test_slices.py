@@ -7,7 +7,8 @@ import pytest
 
 from overwatch.histogram import Axis, Histogram
 from overwatch.store.db import open_db
-from processing.ingest.cache import CachedSnapshot, Layout
+from processing.ingest.cache import CachedSnapshot
+from processing.ingest.cache_layout import Layout
 from processing.ingest.resets import advance, align
 from processing.pipeline import Pipeline
 from processing.slices.reader import (
