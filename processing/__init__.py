@@ -53,6 +53,7 @@ _EXPORTS = {
     "options_text": "processing.slices.spec",
     "parse_link": "processing.slices.spec",
     "value_text": "processing.slices.spec",
+    "window_link": "processing.slices.spec",
     # trends
     "GENERIC_NAMES": "processing.analysis.trending",
     "TrendStore": "processing.analysis.trending",
@@ -118,6 +119,7 @@ __all__ = [
     "trend_dir",
     "trend_json",
     "value_text",
+    "window_link",
 ]
 
 
@@ -172,4 +174,5 @@ if TYPE_CHECKING:  # what type checkers and readers see
         options_text,
         parse_link,
         value_text,
+        window_link,
     )

@@ -42,7 +42,7 @@ def portable_slice(view: str) -> str | None:
     except processing.BadSliceLink:
         return None
     if parsed.kind == "window":
-        return f"last:{parsed.minutes:g}"
+        return processing.window_link(parsed.minutes)
     if parsed.kind == "fixed":
         return view.split(";", 1)[0]
     return None

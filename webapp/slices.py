@@ -131,7 +131,7 @@ def create(run: int, subsystem: str) -> Response:
         return _request_error(fields)
     link = spec.link()
     if follow:
-        link = f"last:{float(preset.split(':', 1)[1]):g}" + processing.options_text(spec.options)
+        link = processing.window_link(float(preset.split(":", 1)[1]), spec.options)
     resolved = processing.Resolved(service.get(spec), link, None)
     response = json_response(_describe(resolved), 201)
     response.headers["Location"] = url_for(

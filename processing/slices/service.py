@@ -72,10 +72,10 @@ from processing.slices.spec import (
     WEB_LABELS,
     BadSliceLink,
     SliceSpec,
-    options_text,
     parse_link,
     spec_from_link,
     validate_request,
+    window_link,
 )
 
 log = logging.getLogger(__name__)
@@ -212,9 +212,7 @@ class SliceService:
         view = self.get(self.from_link(run, subsystem, slice_param))
         spec = view.spec
         if parsed.kind == "window":
-            return Resolved(
-                view, f"last:{parsed.minutes:g}" + options_text(spec.options), parsed.minutes
-            )
+            return Resolved(view, window_link(parsed.minutes, spec.options), parsed.minutes)
         return Resolved(view, spec.link())
 
     def validate(

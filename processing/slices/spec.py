@@ -132,6 +132,11 @@ def options_text(options: Sequence[tuple[str, Any]] | Mapping[str, Any]) -> str:
     return "".join(f";{name}={value_text(value)}" for name, value in items)
 
 
+def window_link(minutes: float, options: Sequence[tuple[str, Any]] | Mapping[str, Any] = ()) -> str:
+    """The link of a moving window: the last ``minutes`` up to the latest snapshot."""
+    return f"last:{float(minutes):g}" + options_text(options)
+
+
 def value_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -374,4 +379,5 @@ __all__ = [
     "parse_link",
     "spec_from_link",
     "validate_request",
+    "window_link",
 ]
