@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from overwatch.resources import resource
+from overwatch.store.layout import DataDir
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,10 @@ def _port_open(port: int) -> bool:
 
 
 def _overwatch(plan: DemoPlan, *args: str, stdin: str | None = None) -> str:
-    env = {**os.environ, "OVERWATCH_WEB__SECRET_KEY_FILE": str(plan.data_dir / ".secret_key")}
+    env = {
+        **os.environ,
+        "OVERWATCH_WEB__SECRET_KEY_FILE": str(DataDir(plan.data_dir).secret_key_file),
+    }
     done = subprocess.run(
         [str(plan.bin_dir / "overwatch"), *args],
         input=stdin,

@@ -124,7 +124,8 @@ class ArrayCache:
         return self.data.cache_dir(run, subsystem)
 
     def relative(self, run: int, subsystem: str, name: str) -> str:
-        return f"cache/Run{run}/{subsystem}/{name}"
+        """A cache file's path relative to the data directory (as records keep it)."""
+        return self.data.relative(self.directory(run, subsystem) / name)
 
     # -- layouts -------------------------------------------------------------------
     def layout(self, run: int, subsystem: str, layout_hash: str) -> Layout:

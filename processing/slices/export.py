@@ -32,8 +32,6 @@ atomically.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ import ZODB
 
 from overwatch import rootio
 from overwatch.config import ProcessingSettings
+from overwatch.store.layout import atomic_write
 from processing.slices.service import SliceService, run_start
 from processing.slices.spec import CLI_LABELS, SliceRequestError
 
@@ -130,17 +129,7 @@ def export_slice(
     if not histograms:
         raise ExportError("the slice holds no histogram (every binning changed within it)")
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{output.name}.", suffix=".tmp", dir=output.parent
-    )
-    os.close(handle)
-    try:
-        rootio.write_file(temporary, histograms.values())
-        os.replace(temporary, output)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(output, rootio.to_bytes(histograms.values()), fsync=False)  # rewritable
     log.info("wrote %d histograms of run %d %s to %s", len(histograms), run, subsystem, output)
     return ExportResult(
         output,
