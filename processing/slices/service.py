@@ -136,6 +136,7 @@ class SliceService:
         self._engine_loaded = engine is not None
         self._cache = LRU(self.max_entries)
         self._times = LRU(10_000)
+        self._named = LRU(10_000)
         self._lock = threading.Lock()
         self._computing: dict[str, threading.Lock] = {}
         self._touched: dict[str, float] = {}
@@ -184,13 +185,21 @@ class SliceService:
         """The spec of ``cumulative`` or ``latest`` now; ``options`` are checked (BadSliceLink)."""
         if name not in VIEW_NAMES:
             raise BadSliceLink(f"{name!r} is not one of {', '.join(VIEW_NAMES)}")
+        # The hot path of every histogram request: the spec is remembered as long as the times.
+        key = (run, subsystem, name, tuple(sorted((options or {}).items())))
+        now = time.monotonic()
+        known = self._named.get(key)
+        if known is not None and now - known[0] < self.times_ttl:
+            return known[1]
         times = self.recent_times(run, subsystem)
         values, errors = validate_options(load_plugin(subsystem).options, dict(options or {}))
         if errors:
             problems = "; ".join(f"{name}: {why}" for name, why in sorted(errors.items()))
             raise BadSliceLink(f"bad plugin option for {subsystem}: {problems}")
         start = times[-2] if name == "latest" and len(times) > 1 else None
-        return SliceSpec.create(run, subsystem, start, times[-1], values)
+        spec = SliceSpec.create(run, subsystem, start, times[-1], values)
+        self._named.put(key, (now, spec))
+        return spec
 
     def resolve(
         self,

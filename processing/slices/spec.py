@@ -35,6 +35,7 @@ spell out every option.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -116,7 +117,7 @@ class SliceSpec:
         }
         return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
-    @property
+    @functools.cached_property
     def slice_id(self) -> str:
         return hashlib.sha256(self.canonical().encode()).hexdigest()[:ID_LENGTH]
 
