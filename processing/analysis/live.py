@@ -61,6 +61,8 @@ Key = tuple[int, str]
 
 #: Trend points read per series for the checks, at least (non-finite points are skipped).
 MIN_WINDOW = 16
+#: The shortest slice there is: snapshot names tell time to the second.
+MIN_SLICE_SECONDS = 1.0
 
 
 def load_engine(checks_file: str | Path | None = None) -> CheckEngine:
@@ -72,8 +74,12 @@ def load_engine(checks_file: str | Path | None = None) -> CheckEngine:
 
 
 def window_size(engine: CheckEngine | None) -> int:
-    """Points per trend the checks may need: the largest ``n`` of any check, with room for gaps."""
-    largest = 2
+    """Points per trend the checks may need: the largest ``n`` of any check, with room for gaps.
+
+    A check over a time window (``seconds``, ``history_seconds``) may need one point
+    per :data:`MIN_SLICE_SECONDS` of it.
+    """
+    largest, timed = 2, 0
     pending = [d.spec for d in engine.definitions] if engine is not None else []
     while pending:
         spec = pending.pop()
@@ -81,7 +87,9 @@ def window_size(engine: CheckEngine | None) -> int:
         n = spec.params.get("n")
         if isinstance(n, int):
             largest = max(largest, n)
-    return max(MIN_WINDOW, 2 * largest)
+        span = float(spec.params.get("seconds", 0)) + float(spec.params.get("history_seconds", 0))
+        timed = max(timed, math.ceil(span / MIN_SLICE_SECONDS) + 2)
+    return max(MIN_WINDOW, 2 * largest, timed)
 
 
 def slice_histograms(

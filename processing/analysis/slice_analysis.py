@@ -258,7 +258,7 @@ def analyse_slice(
     evaluation = None
     if engine is not None:
         evaluation = engine.evaluate(
-            context.run, context.subsystem, everything, trends or {}, plugin.group_of
+            context.run, context.subsystem, everything, trends or {}, plugin.group_of, context
         )
     return SliceAnalysis(
         histograms=everything,

@@ -163,15 +163,17 @@ class EMCPlugin(DetectorPlugin):
         min_hot = float(self.option(options, "min_median_for_hot"))
         min_dead = float(self.option(options, "min_median_for_dead"))
         reference = _reference_median(path, context)
+        total = _reference_total(path, context)
         return _memo.get(
             histogram,
-            ("report", multiple, min_hot, min_dead, reference, *_content(histogram)),
+            ("report", multiple, min_hot, min_dead, reference, total, *_content(histogram)),
             lambda: inspect_cell_map(
                 histogram.values[histogram.inner],
                 multiple=multiple,
                 min_median_hot=min_hot,
                 min_median_dead=min_dead,
                 reference_median=reference,
+                reference_total=total,
             ),
         )
 
@@ -237,11 +239,13 @@ class EMCPlugin(DetectorPlugin):
 
 
 def _report_values(report: CellMapReport) -> dict[str, float]:
-    return {
-        "hot_cells": float(len(report.hot)),
-        "dead_cells": float(len(report.dead)),
-        "median_cell_counts": report.median,
-    }
+    """Trend values of a map; a count the finder could not judge is left out (checks: Null)."""
+    values = {"median_cell_counts": report.median}
+    if report.enough_statistics:
+        values["hot_cells"] = float(len(report.hot))
+    if report.dead_judged:
+        values["dead_cells"] = float(len(report.dead))
+    return values
 
 
 _MISSING = object()
@@ -294,22 +298,28 @@ def _content(histogram: Histogram) -> tuple[int, float]:
     return id(histogram.values), float(histogram.values.sum())
 
 
-def _map_medians(context: SliceContext) -> dict[str, float]:
-    """{cell map path: live median} of every map in the slice, computed once per context."""
+def _map_levels(context: SliceContext) -> dict[str, tuple[float, float]]:
+    """{cell map path: (live median, total)} of every map in the slice, once per context."""
 
-    def compute() -> dict[str, float]:
+    def compute() -> dict[str, tuple[float, float]]:
         return {
-            path: live_median(h.values[h.inner])
+            path: (live_median(h.values[h.inner]), float(h.values[h.inner].sum()))
             for path, h in context.histograms.items()
             if path.endswith("/cellHits") and CELL_MAP.match(path)
         }
 
     # The context holds its histograms, so their identities are stable while it lives.
-    key = ("map_medians", id(context.histograms), len(context.histograms))
+    key = ("map_levels", id(context.histograms), len(context.histograms))
     return _memo.get(context, key, compute)
 
 
 def _reference_median(path: str, context: SliceContext) -> float | None:
     """Median over the other supermodules of their live medians in the same slice."""
-    medians = [m for other, m in _map_medians(context).items() if other != path and m > 0]
+    medians = [m for other, (m, _) in _map_levels(context).items() if other != path and m > 0]
     return float(np.median(medians)) if medians else None
+
+
+def _reference_total(path: str, context: SliceContext) -> float | None:
+    """Median over the other supermodules of their total counts in the same slice."""
+    totals = [t for other, (_, t) in _map_levels(context).items() if other != path]
+    return float(np.median(totals)) if totals else None

@@ -27,6 +27,14 @@ The statistical rules, and why:
   live median, or, when most of the map is silent (a whole supermodule off),
   ``reference_median``, the typical median of the other maps in the same
   slice: a dead region is zero content while its neighbours have counts.
+* **A silent map** (no count at all) among maps with counts is wholly dead
+  when the other maps' median *total* (``reference_total``) is at least
+  ``min_median_dead``: a live supermodule is then empty with probability below
+  ``exp(-min_median_dead / 2)`` even in a slice far too short to judge single
+  cells, so a switched-off supermodule is caught on every slice.
+* **No decision** is a finding of its own: a map with too few counts to judge
+  says so (``enough_statistics``, ``dead_judged``) and its plugin reports no
+  trend value for it, so the checks say Null, never Good.
 
 Cells are 0-based ``(column, row)`` indices into the in-range bins, the
 convention of the EMCal cell numbering (ROOT bin = index + 1).
@@ -63,6 +71,7 @@ class CellMapReport:
     hot: list[HotCell] = field(default_factory=list)
     dead: list[tuple[int, int]] = field(default_factory=list)
     dead_expected: float = 0.0  # expected count the dead cells were judged against (0: not judged)
+    dead_judged: bool = True  # False: too few counts to tell dead cells from chance
 
     @property
     def dead_regions(self) -> list[tuple[int, int, int, int]]:
@@ -100,13 +109,20 @@ def find_hot_cells(
 
 
 def find_dead_cells(
-    counts: np.ndarray, min_median: float, reference_median: float | None = None
+    counts: np.ndarray,
+    min_median: float,
+    reference_median: float | None = None,
+    reference_total: float | None = None,
 ) -> tuple[list[tuple[int, int]], float]:
     """(empty cells judged dead, expected count they were judged against; 0 if not judged)."""
     counts = np.asarray(counts, dtype=np.float64)
     empty = counts <= 0
     if not empty.any():
         return [], 0.0
+    if empty.all() and reference_total is not None and reference_total >= min_median:
+        columns, rows = np.nonzero(empty)  # a whole map silent while the others count
+        cells = [(int(c), int(r)) for c, r in zip(columns, rows, strict=True)]
+        return cells, float(reference_total) / counts.size
     expected = live_median(counts)
     if expected < min_median:
         # Own median too low: judge against the other maps only if most of this one is silent
@@ -137,9 +153,11 @@ def inspect_cell_map(
     min_median_hot: float,
     min_median_dead: float,
     reference_median: float | None = None,
+    reference_total: float | None = None,
 ) -> CellMapReport:
     """Hot and dead cells of one in-range hit map (see the module docs for the rules)."""
     hot, median, enough = find_hot_cells(counts, multiple, min_median_hot)
-    dead, expected = find_dead_cells(counts, min_median_dead, reference_median)
+    dead, expected = find_dead_cells(counts, min_median_dead, reference_median, reference_total)
     threshold = hot_threshold(median, multiple) if enough else math.inf
-    return CellMapReport(median, enough, threshold, hot, dead, expected)
+    judged = expected > 0 or not (np.asarray(counts) <= 0).any()
+    return CellMapReport(median, enough, threshold, hot, dead, expected, judged)

@@ -317,8 +317,9 @@ def test_default_checks_file_is_valid_and_covers_the_simulated_detectors() -> No
     assert set(rates) == {"EMC", "TPC", "HLT"}
     assert rates["EMC"].selects("EMCTrigger/events") and rates["TPC"].selects("events")
     for definition in rates.values():
-        assert definition.spec.kind.name == "relative_previous_value"
+        assert definition.spec.kind.name == "rate_drop"  # over time windows, not slices
         assert definition.spec.params["max_ratio"] == 0.5
+        assert definition.spec.params["seconds"] == 60 and definition.spec.params["min_events"] > 0
 
 
 def test_commented_examples_of_the_default_file_are_valid() -> None:

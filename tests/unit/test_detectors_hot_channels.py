@@ -154,8 +154,10 @@ def test_no_false_cell_at_the_statistics_floor(threshold):
     for seed in (21, 22):
         for piece, context in run_slices(seed, minutes=15, event_rate=10.0):
             for values in map_values(piece, context, {"hot_channel_threshold": threshold}).values():
-                assert values["hot_cells"] == 0 and values["dead_cells"] == 0
-                judged += values["median_cell_counts"] >= 5
+                # Too few counts to judge: no value (the checks say Null), never a false cell.
+                assert values.get("hot_cells", 0) == 0 and values.get("dead_cells", 0) == 0
+                assert ("hot_cells" in values) == (values["median_cell_counts"] >= 5)
+                judged += "hot_cells" in values
     assert judged >= 0.9 * 2 * 15 * 20
 
 
@@ -207,16 +209,20 @@ def test_dead_regions_are_counted_and_boxed():
         for path in MAPS:
             want = expected.get(path, 0) if minute >= 2 else 0
             assert values[path]["dead_cells"] == want, (minute, path)
-            assert values[path]["hot_cells"] == 0
+            if minute >= 2 and path == MAPS[13]:  # a silent map cannot be searched for hot cells
+                assert "hot_cells" not in values[path]
+            else:
+                assert values[path]["hot_cells"] == 0
         if minute >= 2:
             for path, box in boxes.items():
                 annotation, _ = run_hook(plugin, "annotate", path, piece[path], options, context)
                 drawn = [(d.x, d.y, d.x2, d.y2) for d in annotation.decorations if d.kind == "box"]
                 assert drawn == [box]
-            # Without its neighbours a silent supermodule cannot be told from no data.
+            # Without its neighbours a silent supermodule cannot be told from no data:
+            # no value, so the dead-cell check says Null rather than Good.
             alone = SliceContext(1, "EMC", context.start, context.end, context.n_events)
             lonely = plugin.trend_values(MAPS[13], piece[MAPS[13]], options, alone)
-            assert lonely["dead_cells"] == 0
+            assert "dead_cells" not in lonely
 
 
 def test_low_statistics_says_so_instead_of_flagging():
@@ -227,6 +233,32 @@ def test_low_statistics_says_so_instead_of_flagging():
     path = "EMCal/SM01/cellHits"
     assert piece[path].values[6, 6] > 50  # the hot cell is there, the rest has ~3 counts
     annotation = plugin.annotate(path, piece[path], options, context)
-    assert annotation.values["hot_cells"] == 0 and annotation.decorations == []
+    assert "hot_cells" not in annotation.values and annotation.decorations == []
     assert annotation.info[0].startswith("not enough statistics to look for hot cells")
-    assert map_values(piece, context)[path]["hot_cells"] == 0
+    assert "hot_cells" not in map_values(piece, context)[path]  # no decision: Null, not Good
+
+
+def test_a_silent_supermodule_is_dead_even_in_a_slice_too_short_for_single_cells():
+    # ~0.05 counts per cell: far too few to judge any cell, but ~58 counts per map.
+    rng = np.random.default_rng(5)
+    siblings = [rng.poisson(0.05, size=(48, 24)).astype(float) for _ in range(19)]
+    totals = [float(m.sum()) for m in siblings]
+    silent = np.zeros((48, 24))
+    report = inspect_cell_map(
+        silent, multiple=10, min_median_hot=5, min_median_dead=25,
+        reference_median=float(np.median([live_median(m) for m in siblings])),
+        reference_total=float(np.median(totals)),
+    )  # fmt: skip
+    assert report.dead_judged and len(report.dead) == 48 * 24
+    assert report.dead_regions == [(0, 48, 0, 24)]
+    # A live sibling of the same slice is not judged (too few counts), never called dead.
+    live = inspect_cell_map(
+        siblings[0], multiple=10, min_median_hot=5, min_median_dead=25,
+        reference_total=float(np.median(totals)),
+    )  # fmt: skip
+    assert not live.dead_judged and live.dead == [] and not live.enough_statistics
+    # Too quiet a slice to tell a silent map from chance: no decision.
+    quiet = inspect_cell_map(
+        silent, multiple=10, min_median_hot=5, min_median_dead=25, reference_total=10.0
+    )
+    assert not quiet.dead_judged and quiet.dead == []

@@ -125,9 +125,10 @@ def test_results_and_alarm_are_committed_with_the_snapshot(tmp_path, engine) -> 
     assert after["quality"] == "Bad"
     assert after["evaluated_at"] == feed.times[2]
     assert after["group_qualities"]["SM03"] == "Bad"
-    assert {g: q for g, q in after["group_qualities"].items() if g != "SM03"} == dict.fromkeys(
-        [g for g in after["group_qualities"] if g != "SM03"], "Good"
-    )
+    assert {g: q for g, q in after["group_qualities"].items() if g != "SM03"} == {
+        **{f"SM{i:02d}": "Good" for i in range(20) if i != 3},
+        "Trigger": "Null",  # the rate check has no minute of history yet: no decision
+    }
     # Group qualities follow the plugin's page order: supermodules, then the trigger group.
     assert list(after["group_qualities"]) == [f"SM{i:02d}" for i in range(20)] + ["Trigger"]
     bad = [r for r in after["check_results"] if r["quality"] == "Bad"]
@@ -163,7 +164,7 @@ def test_a_steady_snapshot_writes_few_small_objects(tmp_path, engine) -> None:
     db = open_db(f"file://{tmp_path / 'ow.fs'}")
     feed = Feed(tmp_path / "data", "EMC", event_rate=500.0)
     pipeline = Pipeline(feed.data, db, SETTINGS, checks=engine, alarms=AlarmManager())
-    for _ in range(5):
+    for _ in range(6):
         feed.write()
         pipeline.run_pass()
     assert results(db, 3, "EMC")["quality"] == "Good"
@@ -178,9 +179,9 @@ def test_a_steady_snapshot_writes_few_small_objects(tmp_path, engine) -> None:
     finally:
         storage.close()
     states = [sum(1 for name, _ in write if name == "CheckState") for write in writes]
-    # 20 maps x 2 checks, then the event rate once it has two points: each created once.
-    assert states == [40, 0, 1, 0, 0]
-    for steady in writes[3:]:
+    # 20 maps x 2 checks, then the event rate once it has a minute of history: each once.
+    assert states == [40, 0, 0, 1, 0, 0]
+    for steady in writes[4:]:
         names = [name for name, _ in steady]
         assert not {"CheckState", "Alarm", "HistogramInfo"} & set(names), names
         assert len(names) <= 8
@@ -370,10 +371,11 @@ def test_the_plain_pipeline_runs_no_plugin_trend_or_check(tmp_path, db, engine) 
 
 
 def test_rebuild_recomputes_results_but_raises_no_alarm_again(tmp_path, db, engine) -> None:
+    # The rate check needs a minute of history before the window it judges: drop at minute 3.
     feed = Feed(
-        tmp_path, faults=[{"kind": "rate_drop", "subsystem": "TPC", "at_minute": 2, "factor": 0.05}]
+        tmp_path, faults=[{"kind": "rate_drop", "subsystem": "TPC", "at_minute": 3, "factor": 0.05}]
     )
-    feed.write(4)
+    feed.write(5)
     Pipeline(tmp_path, db, SETTINGS, checks=engine, alarms=AlarmManager()).run_until_idle()
     raised = alarms(db)
     assert raised == [(3, "TPC", "tpc-event-rate-drop", "events", "event_rate", "Bad")]
@@ -390,7 +392,9 @@ def test_window_covers_the_longest_check(engine) -> None:
         "checks:\n  - {name: w, histogram: events, trend: event_rate, check: check_last_n,\n"
         "     parameters: {n: 40, min: 0, max: 1, ratio: 0.5}}\n"
     )
-    assert window_size(None) == window_size(engine) == 16
+    assert window_size(None) == 16
+    # The default rate checks judge 60 s against the 600 s before: a point per second at most.
+    assert window_size(engine) == 60 + 600 + 2
     assert window_size(longer) == 80
 
 

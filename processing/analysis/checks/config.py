@@ -18,6 +18,8 @@ Shape (see ``config/checks.yaml`` for the documented version)::
         parameters: {min: 0, max: 0}
         on_fail: Bad                   # quality when the check fails: Bad or Medium
         group: EMCal                   # optional; default: the plugin's group
+        minimum: {events: 500}         # optional: too little data in the slice -> Null
+        # (events of the slice, entries of the histogram, seconds the slice lasts)
       - name: tpc-cluster-charge
         subsystem: TPC
         histogram: TPC/clusterCharge
@@ -62,7 +64,10 @@ _ENTRY_KEYS = (
     "parameters",
     "on_fail",
     "checks",
+    "minimum",
 )
+#: What a slice must hold before a check decides (else its quality is Null).
+MINIMUM_KEYS = ("events", "entries", "seconds")
 _SUB_KEYS = ("name", "trend", "check", "parameters", "on_fail", "checks")
 
 
@@ -111,6 +116,8 @@ class CheckDefinition:
     trend_names: frozenset[str] = field(compare=False)
     subsystem_matcher: re.Pattern[str] | None = field(repr=False, compare=False)
     description: str = ""
+    #: What a slice must hold for a decision: {"events"|"entries"|"seconds": at least}.
+    minimum: dict[str, float] = field(default_factory=dict, compare=False)
 
     @property
     def needs_histogram(self) -> bool:
@@ -318,6 +325,14 @@ def _definition(
     if "description" in items:
         description = reader.string(items["description"][1], f"{key}.description", empty=True)
     enabled = reader.boolean(items["enabled"][1], f"{key}.enabled") if "enabled" in items else True
+    minimum: dict[str, float] = {}
+    if "minimum" in items:
+        limits = reader.mapping(items["minimum"][1], f"{key}.minimum", MINIMUM_KEYS, "a minimum")
+        for what, (_key_node, value_node) in limits.items():
+            value = reader.number(value_node, f"{key}.minimum.{what}")
+            if value < 0:
+                raise reader.error(value_node, f"{key}.minimum.{what}", "must be 0 or more")
+            minimum[what] = value
     spec = _spec(reader, node, key, _ENTRY_KEYS, None, name, items)
     if not enabled:
         return None
@@ -335,6 +350,7 @@ def _definition(
         trend_names=frozenset(spec.trends()),
         subsystem_matcher=None if subsystem == "*" else re.compile(fnmatch.translate(subsystem)),
         description=description,
+        minimum=minimum,
     )
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from overwatch.histogram import Histogram
+from overwatch.plugins import SliceContext
 from overwatch.quality import Quality, roll_up, worst
 from processing.analysis.checks.config import CheckDefinition, CheckSpec, load_checks, parse_checks
 from processing.analysis.checks.library import Outcome, all_of, any_of
@@ -107,6 +108,27 @@ def run_spec(
     return spec.kind.histogram(histogram, on_fail=spec.on_fail, **spec.params)
 
 
+def too_little(
+    minimum: Mapping[str, float], histogram: Histogram | None, context: SliceContext | None
+) -> Outcome | None:
+    """Null when the slice holds less than a check's ``minimum`` (None: enough to decide)."""
+    if not minimum:
+        return None
+    held = {
+        "events": context.n_events if context is not None else None,
+        "seconds": context.duration if context is not None else None,
+        "entries": float(histogram.entries) if histogram is not None else None,
+    }
+    for what, least in minimum.items():
+        value = held[what]
+        if value is None or value < least:
+            shown = "unknown" if value is None else f"{value:.4g}"
+            return Outcome(
+                Quality.NULL, f"not enough data for a decision: {what} {shown} < {least:g}"
+            )
+    return None
+
+
 class CheckEngine:
     """The validated checks of one checks file, ready to evaluate slices."""
 
@@ -162,8 +184,13 @@ class CheckEngine:
         histograms: Mapping[str, Histogram],
         trends: Trends,
         group_of: Callable[[str], str],
+        context: SliceContext | None = None,
     ) -> EvaluationResult:
-        """Run every applicable check on one slice; results in path, then file, order."""
+        """Run every applicable check on one slice; results in path, then file, order.
+
+        ``context`` (the slice's duration and events) lets a check's ``minimum``
+        say Null when the slice holds too little data for a decision.
+        """
         evaluation = EvaluationResult(run, subsystem)
         if not self.checks_for(subsystem):
             return evaluation
@@ -185,7 +212,9 @@ class CheckEngine:
                     (path, name) in trends for name in definition.trend_names
                 ):
                     continue
-                outcome = self._run(definition, path, histogram, trends)
+                outcome = too_little(definition.minimum, histogram, context)
+                if outcome is None:
+                    outcome = self._run(definition, path, histogram, trends)
                 if definition.group is not None:
                     target_group = definition.group
                 else:

@@ -21,6 +21,7 @@ from processing.analysis.checks.library import (
     histogram_mean,
     histogram_rms,
     mean_in_range,
+    rate_drop,
     relative_previous_value,
     trend_between_values,
 )
@@ -163,6 +164,17 @@ KINDS: dict[str, CheckKind] = {
                 Param("direction", "choice", "both", choices=DIRECTIONS),
             ),
             ordered=(("max_ratio", "max_ratio_medium"),),
+        ),
+        CheckKind(
+            "rate_drop",
+            None,
+            rate_drop,
+            (
+                Param("seconds", "number", 60.0, ge=1),
+                Param("history_seconds", "number", 600.0, ge=1),
+                Param("max_ratio", "ratio", 0.5),
+                Param("min_events", "number", 100.0, ge=0),
+            ),
         ),
         CheckKind("all", None, None, (), composite=True),
         CheckKind("any", None, None, (), composite=True),

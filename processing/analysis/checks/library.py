@@ -319,6 +319,65 @@ def relative_previous_value(
     return Outcome(outcome.quality, f"{outcome.message} {change}")
 
 
+def rate_drop(
+    series: Series,
+    *,
+    seconds: float = 60.0,
+    history_seconds: float = 600.0,
+    max_ratio: float = 0.5,
+    min_events: float = 100.0,
+    on_fail: Quality = Quality.BAD,
+) -> Outcome:
+    """The rate of the last ``seconds`` is at least ``max_ratio`` of the ``history_seconds`` before.
+
+    Why windows: a slice of a few seconds holds a few Poisson-fluctuating events
+    and its length is known to a second (snapshot names), so a rate per slice
+    swings by tens of per cent. The series is a rate per slice (e.g. the plugins'
+    ``event_rate``), one point per slice end; each slice's count is its rate
+    times the time since the previous point, so a window's rate is its events
+    over its real duration. Null (no decision) until the last window spans
+    ``seconds`` with ``min_events`` events and at least ``seconds`` of history
+    precede it. A drop longer than ``history_seconds`` becomes the new level.
+    """
+    times, values = np.asarray(series[0], dtype=float), np.asarray(series[1], dtype=float)
+    keep = np.isfinite(values) & np.isfinite(times)
+    times, values = times[keep], values[keep]
+    if times.size < 3:
+        return Outcome(Quality.NULL, f"not enough points yet for a {seconds:g} s rate")
+    events = values[1:] * np.diff(times)  # each point's slice: since the previous point
+    ends = times[1:]
+    cut = times[-1] - seconds
+    recent = ends > cut
+    base = times[:-1][recent]
+    if not base.size or base[0] > cut + 0.5 * seconds:
+        return Outcome(Quality.NULL, f"the last {seconds:g} s are not covered yet")
+    recent_time = times[-1] - base[0]
+    recent_events = float(events[recent].sum())
+    if recent_events < min_events:
+        return Outcome(
+            Quality.NULL,
+            f"not enough events for a decision: {_fmt(recent_events)} in {recent_time:.0f} s "
+            f"< {_fmt(min_events)}",
+        )
+    older = (~recent) & (ends > cut - history_seconds)
+    if not older.any():
+        return Outcome(Quality.NULL, "no history before the last window yet")
+    history_time = float(ends[older][-1] - times[:-1][older][0])
+    if history_time < seconds:
+        return Outcome(Quality.NULL, f"only {history_time:.0f} s of history before the last window")
+    current = recent_events / recent_time
+    reference = float(events[older].sum()) / history_time
+    change = (
+        f"rate {_fmt(current)} over the last {recent_time:.0f} s, "
+        f"{_fmt(reference)} over the {history_time:.0f} s before"
+    )
+    if reference <= 0:
+        return Outcome(Quality.GOOD if current >= 0 else Quality.NULL, change)
+    if current >= max_ratio * reference:
+        return Outcome(Quality.GOOD, f"{change} (at least {max_ratio:g} of it)")
+    return Outcome(on_fail, f"{change}: below {max_ratio:g} of it")
+
+
 # --------------------------------------------------------------------------- compositions
 
 
