@@ -153,9 +153,11 @@ def _default_raise_on() -> list[str]:
 
 @dataclass(frozen=True)
 class AlarmSettings:
-    """Which check qualities raise alarms and where their notifications go."""
+    """Which check results open and close alarms, and where their notifications go."""
 
     raise_on: list[str] = field(default_factory=_default_raise_on)
+    open_after: int = _bounded(2, ge=1)
+    close_after: int = _bounded(3, ge=1)
     renotify_minutes: float = _bounded(30.0, gt=0)
     smtp_host: str = ""
     smtp_port: int = _bounded(25, ge=1, le=65535)
@@ -163,6 +165,7 @@ class AlarmSettings:
     mail_to: list[str] = field(default_factory=list)
     webhook_url: str = ""
     retry_attempts: int = _bounded(5, ge=1)
+    queue_size: int = _bounded(1000, ge=1)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ def _error(command: str, error: BaseException) -> int:
 
 
 def _process(args: argparse.Namespace) -> int:
+    from overwatch.store.layout import DataDir
     from processing.analysis.alarms import AlarmManager, build_dispatcher
     from processing.analysis.checks import CheckConfigError
     from processing.analysis.live import load_engine
@@ -46,7 +47,9 @@ def _process(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or settings.data.data_dir
     try:  # all configuration first: never start half-configured
         checks = load_engine(args.checks or settings.processing.checks_file)
-        dispatcher = build_dispatcher(settings.alarms)
+        dispatcher = build_dispatcher(
+            settings.alarms, status_file=DataDir(data_dir).notifications_file
+        )
         alarms = AlarmManager.from_settings(settings.alarms, notify=dispatcher.enqueue)
     except (CheckConfigError, ValueError) as error:
         return _error("process", error)

@@ -2,8 +2,10 @@
 
 ``GET  /api/alarms?run=&subsystem=&quality=&active=&acknowledged=&limit=``
     alarms newest first, as ``{"alarms": [...], "filters": {...}}``; each alarm
-    has its time (unix s), run, subsystem, check, histogram, trend (or null),
-    group, quality, message, active/cleared_at and acknowledged_by/_at.
+    has its time (unix s, when it opened), run, subsystem, check, histogram,
+    trend (or null), group, quality, message (of the latest Bad result), its
+    episode's occurrences and first_seen/last_seen (slice end times, unix s),
+    active/cleared_at and acknowledged_by/_at.
 ``POST /api/alarms/<id>/ack``
     acknowledge (the first acknowledgement counts); answers the alarm. A
     signed-in browser sends its CSRF token in the ``X-CSRF-Token`` header, a

@@ -16,10 +16,21 @@ decoder rather than importing the receivers package. They are the only
 record of a receiver: receivers never open the database (by design, see
 ``overwatch.store.models``), so the receiver rows do not depend on it and still
 show when the database is down.
+
+Alarm notifications: the dispatcher lives in the processing process, whose
+memory the web cannot see; it saves its counters per notifier (queued,
+pending, delivered, failed, dropped, retries) to
+``DataDir.notifications_file`` (``<data>/status/notifications.json``, written
+atomically, see ``processing.analysis.alarms.notifiers``), and this page reads
+that file: like the heartbeats, it shows when the database is down. A queue
+that dropped or failed notices is red, one with notices waiting or retrying
+amber; counters older than ``status.dead_seconds`` while processing claims to
+run are shown as stale.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -122,6 +133,64 @@ def receiver_rows(
     return rows
 
 
+_COUNTERS = ("queued", "pending", "delivered", "failed", "dropped", "attempts", "failures")
+
+
+def _unknown_notifications(error: str) -> dict[str, Any]:
+    return {
+        "status": UNKNOWN, "error": error, "updated": None, "age": None, "running": False,
+        "stale": False, "queue_size": None, "notifiers": [],
+        "totals": dict.fromkeys(_COUNTERS, 0),
+    }  # fmt: skip
+
+
+def notification_view(data_dir: DataDir, now: float, dead: float) -> dict[str, Any]:
+    """The notification counters processing saved, with a status colour; {} if none yet."""
+    path = data_dir.notifications_file
+    try:
+        document = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        log.warning("unreadable notification counters %s: %s", path, error)
+        return _unknown_notifications(f"unreadable {path.name}: {error}")
+    raw = document.get("notifiers") if isinstance(document, dict) else None
+    if not isinstance(raw, dict):
+        return _unknown_notifications(f"unexpected content in {path.name}")
+    counters = _COUNTERS
+    rows = []
+    for name in sorted(raw):
+        entry = raw[name] if isinstance(raw[name], dict) else {}
+        row: dict[str, Any] = {"name": str(name)}
+        for key in counters:
+            value = entry.get(key, 0)
+            row[key] = value if isinstance(value, int) and not isinstance(value, bool) else 0
+        row["last_error"] = str(entry.get("last_error") or "")
+        if row["dropped"] or row["failed"]:
+            row["status"] = DEAD
+        elif row["pending"] or row["last_error"]:
+            row["status"] = LATE
+        else:
+            row["status"] = ALIVE
+        rows.append(row)
+    updated = document.get("updated")
+    age = _age(now, updated)
+    running = bool(document.get("running"))
+    stale = running and age is not None and age >= dead
+    status = worst(*(r["status"] for r in rows)) if rows else ALIVE
+    return {
+        "status": worst(status, LATE) if stale else status,
+        "updated": updated,
+        "age": age,
+        "running": running,
+        "stale": stale,
+        "queue_size": document.get("queue_size"),
+        "error": "",
+        "notifiers": rows,
+        "totals": {key: sum(r[key] for r in rows) for key in counters},
+    }
+
+
 def _database_view() -> tuple[bool, dict[str, Any], str]:
     """(reachable, processing status, error text) from the database."""
     try:
@@ -196,6 +265,7 @@ def collect(now: float | None = None) -> dict[str, Any]:
             "error": db_error,
         },
         "disk": disk,
+        "notifications": notification_view(data_dir, now, dead),
     }
 
 

@@ -9,6 +9,7 @@ names themselves, ``Run<run>``, ``<SYS>`` and the snapshot file names, follow
 <data>/cache/Run<run>/<SYS>/...                               array cache built by processing
 <data>/cache/Run<run>/<SYS>/trends/                           trend chunks of that run's subsystem
 <data>/status/receiver-<SYS>.json                             receiver heartbeats
+<data>/status/notifications.json                              alarm notification counters (processing)
 <data>/quarantine/<SYS>.<UTC time>.<n>.bin (+ .reason.json)   payloads refused by a receiver
 <data>/.secret_key                                            the web's session key (default place)
 ```
@@ -32,6 +33,7 @@ CACHE_DIR = "cache"
 TREND_DIR = "trends"
 STATUS_DIR = "status"
 HEARTBEAT_PREFIX = "receiver-"
+NOTIFICATIONS_FILE = "notifications.json"
 QUARANTINE_DIR = "quarantine"
 SECRET_KEY_FILE = ".secret_key"
 
@@ -224,6 +226,11 @@ class DataDir:
             ):
                 found[subsystem] = Path(entry.path)
         return dict(sorted(found.items()))
+
+    @property
+    def notifications_file(self) -> Path:
+        """Counters of processing's alarm notification dispatcher, for the status page."""
+        return self.status_dir / NOTIFICATIONS_FILE
 
     @property
     def quarantine_dir(self) -> Path:

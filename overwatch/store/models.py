@@ -225,12 +225,22 @@ class User(Persistent):
 
 
 class Alarm(Persistent):
-    """A check that went to a raising quality (Bad, or Medium if configured).
+    """One episode of a check at a raising quality (Bad, or Medium if configured).
 
     Qualities are stored as their names ("Bad"), not as enum objects, so the
     database never depends on a class of the code. ``trend`` is "" for a check
-    of the histogram itself. ``cleared_at`` is set when the check came back.
+    of the histogram itself. ``time`` is when the alarm was opened (wall
+    clock); ``first_seen`` and ``last_seen`` are the slice end times of the
+    episode's first and latest raising results, ``occurrences`` their number;
+    ``cleared_at`` is the slice end time at which the check was judged back
+    (see ``processing.analysis.alarms.manager``).
     """
+
+    # Class-level defaults, so alarms stored before episodes existed load
+    # unchanged (no schema step): one occurrence, seen at ``time``.
+    occurrences = 1
+    first_seen = 0.0
+    last_seen = 0.0
 
     def __init__(
         self,
@@ -267,10 +277,22 @@ class Alarm(Persistent):
 
 
 class CheckState(Persistent):
-    """Last non-Null quality of one check on one target, to raise alarms on transitions only."""
+    """Where one check on one target stands: last non-Null quality and episode counters.
+
+    The counters (class-level defaults, so states stored before them load as
+    "no streak") are the manager's: consecutive raising results while no alarm
+    is open (``raising_streak``, since the slice ``episode_start``, worst
+    quality ``episode_quality``) and consecutive non-raising results while one
+    is (``clear_streak``).
+    """
+
+    raising_streak = 0
+    clear_streak = 0
+    episode_start = 0.0
+    episode_quality = "Null"
 
     def __init__(self, quality: str, since: float) -> None:
         self.quality = quality
         self.since = since  # when the check reached this quality
         self.alarm_id = 0  # the open alarm of this target (0: none)
-        self.last_notified = 0.0  # last notification for this target, across alarms
+        self.last_notified = 0.0  # unused since alarms by episode (kept: stored states have it)

@@ -147,7 +147,12 @@ def commit_outcome(db: ZODB.DB, o: Outcome, alarms: AlarmManager | None = None) 
         if latest is not None and latest.timestamp >= sub.end:
             _set_results(sub, latest)
             if alarms is not None and latest.evaluation is not None:
-                alarms.update(overwatch_root(root), latest.evaluation, time.time())
+                alarms.update(
+                    overwatch_root(root),
+                    latest.evaluation,
+                    time.time(),
+                    slice_end=float(latest.timestamp),
+                )
         status = overwatch_root(root).processing
         if new:
             status.snapshots_processed += 1

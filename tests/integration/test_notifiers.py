@@ -1,7 +1,8 @@
 """Notifications delivered to real local servers: SMTP (aiosmtpd) and HTTP webhooks.
 
-Also: failing servers are retried (attempts counted), and a hanging server never
-blocks the caller that enqueues.
+Also: failing servers are retried until they deliver (attempts counted; what is
+still queued at shutdown counts as failed), and a hanging server never blocks
+the caller that enqueues.
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ def test_email_is_delivered_to_a_real_smtp_server(smtp_server, dispatchers) -> N
     assert "run 300" in body and "hot_cells" in body
     assert dispatcher.wait_idle(DEADLINE)
     assert dispatcher.stats()["email"] == {
-        "queued": 1, "dropped": 0, "attempts": 1, "delivered": 1, "failed": 0,
+        "queued": 1, "pending": 0, "dropped": 0, "attempts": 1, "failures": 0, "delivered": 1,
+        "failed": 0,
     }  # fmt: skip
 
 
@@ -184,7 +186,7 @@ def test_webhook_posts_slack_compatible_json(web_server, dispatchers) -> None:
 def test_alarm_from_the_manager_reaches_the_webhook_after_commit(web_server, dispatchers) -> None:
     url, web = web_server
     dispatcher = started(dispatchers, LogNotifier(), WebhookNotifier(url))
-    manager = AlarmManager(notify=dispatcher.enqueue)
+    manager = AlarmManager(notify=dispatcher.enqueue, open_after=1)  # about delivery: K=1
     result = CheckResult("rate", "HLT", "events", "event_rate", "Rates", Quality.BAD, "dropped")
     db = open_db("memory://")
     try:
@@ -215,16 +217,23 @@ def test_rate_limit_batches_a_burst_into_one_message(web_server, dispatchers) ->
 # --------------------------------------------------------------------------- failures
 
 
-def test_http_500_is_retried_then_given_up(web_server, dispatchers, caplog) -> None:
+def test_http_500_is_retried_until_the_server_takes_it(web_server, dispatchers, caplog) -> None:
     url, web = web_server
     web.status = 500
-    dispatcher = started(dispatchers, WebhookNotifier(url), retry_attempts=3, backoff=0.05)
+    dispatcher = started(
+        dispatchers, WebhookNotifier(url), retry_attempts=3, backoff=0.05, max_backoff=0.1
+    )
     dispatcher.enqueue(notice())
+    assert wait_for(lambda: web.requests >= 5)  # beyond retry_attempts: not given up
+    assert "attempt 2 of 3" in caplog.text
+    assert "failed 3 times" in caplog.text and "retrying every 0.1s until delivered" in caplog.text
+    assert dispatcher.stats()["webhook"]["pending"] == 1
+    web.status = 200
     assert dispatcher.wait_idle(DEADLINE)
-    assert web.requests == 3
     stats = dispatcher.stats()["webhook"]
-    assert (stats["attempts"], stats["delivered"], stats["failed"]) == (3, 0, 1)
-    assert "attempt 3 of 3" in caplog.text and "gave up the webhook notification" in caplog.text
+    assert (stats["delivered"], stats["failed"], stats["pending"]) == (1, 0, 0)
+    assert stats["failures"] == stats["attempts"] - 1 >= 5
+    assert len(web.bodies) == 1  # delivered once
 
 
 def test_a_failure_then_success_is_delivered(web_server, dispatchers) -> None:
@@ -238,15 +247,18 @@ def test_a_failure_then_success_is_delivered(web_server, dispatchers) -> None:
     assert len(web.bodies) == 1 and dispatcher.stats()["webhook"]["delivered"] == 1
 
 
-def test_connection_refused_smtp_is_retried(dispatchers, caplog) -> None:
+def test_connection_refused_smtp_is_retried_and_counted_failed_at_stop(dispatchers, caplog) -> None:
     port = free_port()  # nothing listens there
     mailer = EmailNotifier("127.0.0.1", port, "overwatch@test", ["shift@test"], timeout=5)
-    dispatcher = started(dispatchers, mailer, retry_attempts=4, backoff=0.05)
+    dispatcher = started(dispatchers, mailer, retry_attempts=2, backoff=0.05, max_backoff=0.05)
     dispatcher.enqueue(notice())
-    assert dispatcher.wait_idle(DEADLINE)
+    dispatcher.enqueue(notice(2))
+    assert wait_for(lambda: dispatcher.stats()["email"]["attempts"] >= 4)
+    assert not dispatcher.wait_idle(0.2)  # still trying
+    dispatcher.stop(timeout=5)
     stats = dispatcher.stats()["email"]
-    assert (stats["attempts"], stats["delivered"], stats["failed"]) == (4, 0, 1)
-    assert "refused" in caplog.text.lower()
+    assert (stats["delivered"], stats["failed"], stats["queued"]) == (0, 2, 2)
+    assert "refused" in caplog.text.lower() and "not sent" in caplog.text
 
 
 def test_a_hanging_server_never_blocks_the_caller(web_server, dispatchers, caplog) -> None:
@@ -286,6 +298,8 @@ def test_build_dispatcher_from_settings(web_server, smtp_server) -> None:
         )
     )  # fmt: skip
     assert [n.name for n in full.notifiers] == ["log", "email", "webhook"]
-    assert full.retry_attempts == 2
+    assert full.retry_attempts == 2 and full.queue_size == 1000
+    sized = build_dispatcher(AlarmSettings(queue_size=7), status_file="x/notifications.json")
+    assert sized.queue_size == 7 and str(sized.status_file) == "x/notifications.json"
     with pytest.raises(ValueError, match="webhook_url"):
         build_dispatcher(AlarmSettings(webhook_url="ftp://x"))

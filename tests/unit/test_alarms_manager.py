@@ -1,4 +1,4 @@
-"""Alarms on quality transitions, re-notification limits, acknowledgement, queries."""
+"""Alarms by episode (open after K raising, close after M others), notifications, queries."""
 
 from __future__ import annotations
 
@@ -55,28 +55,103 @@ def alarms(db, **filters) -> list[dict]:
     return read(db, lambda root: list_alarms(root, **filters))
 
 
-def test_alarm_on_transition_only(db) -> None:
-    manager = AlarmManager()
+def one(**kwargs) -> AlarmManager:
+    """K = M = 1: for tests about something else than episode lengths."""
+    return AlarmManager(open_after=1, close_after=1, **kwargs)
+
+
+def test_k_consecutive_bad_open_exactly_one_alarm_updated_while_bad(db) -> None:
+    manager = AlarmManager(open_after=2, close_after=3)
     assert step(db, manager, evaluation(G), T0) == []
-    assert step(db, manager, evaluation(B), T0 + 60) == [1]  # Good -> Bad
-    assert step(db, manager, evaluation(B), T0 + 120) == []  # Bad -> Bad
-    assert step(db, manager, evaluation(B), T0 + 180) == []
-    assert step(db, manager, evaluation(G), T0 + 240) == []  # recovery closes the alarm
-    assert step(db, manager, evaluation(B), T0 + 300) == [2]  # Bad -> Good -> Bad
-    stored = alarms(db)
-    assert [a["id"] for a in stored] == [2, 1]  # newest first
-    first = stored[1]
-    assert first["time"] == T0 + 60 and first["run"] == 300 and first["subsystem"] == "EMC"
-    assert first["check"] == "hot" and first["histogram"] == "EMCal/SM00/cellHits"
-    assert first["trend"] == "hot_cells" and first["group"] == "EMCal"
-    assert first["quality"] == "Bad" and first["message"] == "0: Bad"
-    assert first["active"] is False and first["cleared_at"] == T0 + 240
-    assert stored[0]["active"] is True and stored[0]["cleared_at"] is None
-    assert first["acknowledged"] is False and first["acknowledged_by"] is None
+    assert step(db, manager, evaluation(B), T0 + 60) == []  # one Bad: not yet
+    assert step(db, manager, evaluation(B), T0 + 120) == [1]  # the second in a row opens it
+    assert step(db, manager, evaluation(B), T0 + 180) == []  # still Bad: the same alarm
+    (alarm,) = alarms(db)
+    assert alarm["occurrences"] == 3 and alarm["active"] is True
+    assert alarm["first_seen"] == T0 + 60 and alarm["last_seen"] == T0 + 180
+    assert alarm["time"] == T0 + 120 and alarm["run"] == 300 and alarm["subsystem"] == "EMC"
+    assert alarm["check"] == "hot" and alarm["histogram"] == "EMCal/SM00/cellHits"
+    assert alarm["trend"] == "hot_cells" and alarm["group"] == "EMCal"
+    assert alarm["quality"] == "Bad" and alarm["message"] == "0: Bad"
+    assert alarm["acknowledged"] is False and alarm["acknowledged_by"] is None
+
+
+def test_a_single_bad_between_goods_opens_nothing(db) -> None:
+    manager = AlarmManager(open_after=2)
+    for i, q in enumerate([G, B, G, B, G, B, G]):
+        assert step(db, manager, evaluation(q), T0 + 60 * i) == []
+    assert alarms(db) == []
+
+
+def test_a_flickering_target_gives_one_alarm_not_one_per_flip(db) -> None:
+    recorder = Recorder()
+    manager = AlarmManager(open_after=2, close_after=3, renotify_minutes=60, notify=recorder)
+    step(db, manager, evaluation(B), T0)
+    assert step(db, manager, evaluation(B), T0 + 2) == [1]
+    raised = []
+    for i in range(1, 21):  # Good, Bad, Good, Bad ... every 2 s
+        raised += step(db, manager, evaluation(G if i % 2 else B), T0 + 2 + 2 * i)
+    assert raised == []
+    (alarm,) = alarms(db)
+    assert alarm["active"] is True and alarm["occurrences"] == 2 + 10
+    assert alarm["last_seen"] == T0 + 42
+    assert [n.alarm_id for n in recorder.notices] == [1]  # announced once
+
+
+def test_null_neither_opens_nor_closes_nor_resets(db) -> None:
+    manager = AlarmManager(open_after=2, close_after=2)
+    assert step(db, manager, evaluation(B), T0) == []
+    assert step(db, manager, evaluation(N), T0 + 60) == []
+    assert step(db, manager, evaluation(B), T0 + 120) == [1]  # Bad, no data, Bad: two in a row
+    assert step(db, manager, evaluation(N), T0 + 180) == []
+    assert step(db, manager, evaluation(N), T0 + 240) == []
+    assert alarms(db)[0]["active"] is True  # "cannot tell" never closes an alarm
+    assert step(db, manager, evaluation(G), T0 + 300) == []
+    assert step(db, manager, evaluation(N), T0 + 360) == []
+    assert alarms(db)[0]["active"] is True
+    assert step(db, manager, evaluation(G), T0 + 420) == []  # Good, no data, Good: two
+    (alarm,) = alarms(db)
+    assert alarm["active"] is False and alarm["cleared_at"] == T0 + 420
+    assert alarm["occurrences"] == 2
+
+
+def test_m_non_bad_close_and_a_later_episode_is_a_new_alarm(db) -> None:
+    manager = AlarmManager(open_after=2, close_after=3)
+    step(db, manager, evaluation(B), T0)
+    assert step(db, manager, evaluation(B), T0 + 60) == [1]
+    assert step(db, manager, evaluation(G), T0 + 120) == []
+    assert step(db, manager, evaluation(G), T0 + 180) == []
+    assert step(db, manager, evaluation(B), T0 + 240) == []  # back before M: same episode
+    assert alarms(db)[0]["occurrences"] == 3
+    for minute in (5, 6):
+        step(db, manager, evaluation(G), T0 + 60 * minute)
+    assert alarms(db)[0]["active"] is True  # two Good only
+    step(db, manager, evaluation(G), T0 + 420)  # the third in a row closes it
+    first = alarms(db)[0]
+    assert first["active"] is False and first["cleared_at"] == T0 + 420
+    assert first["first_seen"] == T0 and first["last_seen"] == T0 + 240
+    assert step(db, manager, evaluation(B), T0 + 480) == []
+    assert step(db, manager, evaluation(B), T0 + 540) == [2]  # a new episode, a new alarm
+    newest, older = alarms(db)
+    assert (newest["id"], older["id"]) == (2, 1)  # newest first
+    assert newest["first_seen"] == T0 + 480 and newest["occurrences"] == 2
+
+
+def test_slice_end_times_are_the_seen_times(db) -> None:
+    manager = AlarmManager(open_after=2, close_after=1)
+    for i in range(2):
+        transact(
+            db,
+            lambda root, i=i: manager.update(
+                overwatch_root(root), evaluation(B), T0 + 1000, slice_end=T0 + 10 * i
+            ),
+        )
+    (alarm,) = alarms(db)
+    assert (alarm["time"], alarm["first_seen"], alarm["last_seen"]) == (T0 + 1000, T0, T0 + 10)
 
 
 def test_first_result_bad_raises_and_targets_are_independent(db) -> None:
-    manager = AlarmManager()
+    manager = one()
     assert step(db, manager, evaluation(B, G, B), T0) == [1, 2]
     assert step(db, manager, evaluation(B, B, B), T0 + 60) == [3]
     assert {a["histogram"] for a in alarms(db)} == {f"EMCal/SM0{i}/cellHits" for i in range(3)}
@@ -86,65 +161,86 @@ def test_first_result_bad_raises_and_targets_are_independent(db) -> None:
     assert [a["id"] for a in alarms(db, run=301)] == [4]
 
 
-def test_null_is_no_transition(db) -> None:
-    manager = AlarmManager()
-    step(db, manager, evaluation(B), T0)
-    assert step(db, manager, evaluation(N), T0 + 60) == []
-    assert step(db, manager, evaluation(B), T0 + 120) == []  # Bad -> (no data) -> Bad: same alarm
-    assert alarms(db)[0]["active"] is True
-    assert step(db, manager, evaluation(N), T0 + 180) == []
-    assert step(db, manager, evaluation(G), T0 + 240) == []
-    assert alarms(db)[0]["active"] is False
-
-
 def test_medium_raises_only_when_configured(db) -> None:
-    default = AlarmManager()
+    default = one()
     assert step(db, default, evaluation(M), T0) == []
     assert step(db, default, evaluation(B), T0 + 60) == [1]  # Medium -> Bad
 
-    medium = AlarmManager(raise_on=("Bad", "Medium"))
-    ev = evaluation(M, run=2)
-    assert step(db, medium, ev, T0) == [2]  # Good/none -> Medium
-    assert step(db, medium, evaluation(B, run=2), T0 + 60) == [3]  # escalation
-    assert step(db, medium, evaluation(M, run=2), T0 + 120) == []  # de-escalation keeps alarm 3
-    by_id = {a["id"]: a for a in alarms(db, run=2)}
-    assert by_id[2]["active"] is False and by_id[3]["active"] is True
-    assert [a["id"] for a in alarms(db, quality="Medium")] == [2]
-    assert [a["id"] for a in alarms(db, quality=B)] == [3, 1]
-
-
-def test_renotification_at_most_every_n_minutes(db) -> None:
     recorder = Recorder()
-    manager = AlarmManager(renotify_minutes=10, notify=recorder)
+    medium = one(raise_on=("Bad", "Medium"), notify=recorder)
+    assert step(db, medium, evaluation(M, run=2), T0) == [2]  # Good/none -> Medium
+    assert step(db, medium, evaluation(B, run=2), T0 + 60) == []  # escalation: the same episode
+    assert step(db, medium, evaluation(M, run=2), T0 + 120) == []  # still raising
+    (escalated,) = alarms(db, run=2)
+    assert escalated["quality"] == "Bad" and escalated["active"] is True
+    assert escalated["occurrences"] == 3
+    # announced when it opened and again when it turned Bad
+    assert [(n.alarm_id, n.quality, n.reminder) for n in recorder.notices] == [
+        (2, "Medium", False),
+        (2, "Bad", False),
+    ]
+    assert [a["id"] for a in alarms(db, quality=B)] == [2, 1]
+
+
+def test_the_streak_opens_with_its_worst_quality(db) -> None:
+    manager = AlarmManager(raise_on=("Bad", "Medium"), open_after=2)
+    step(db, manager, evaluation(B), T0)
+    assert step(db, manager, evaluation(M), T0 + 60) == [1]
+    assert alarms(db)[0]["quality"] == "Bad"
+
+
+def test_renotification_every_n_minutes_while_open(db) -> None:
+    recorder = Recorder()
+    manager = AlarmManager(renotify_minutes=10, notify=recorder, open_after=2, close_after=3)
+    step(db, manager, evaluation(B), T0 - 60)
+    assert recorder.notices == []  # not open yet
     step(db, manager, evaluation(B), T0)
     assert [(n.alarm_id, n.reminder) for n in recorder.notices] == [(1, False)]
-    for minute in range(1, 10):  # still Bad, every minute: nothing new
-        step(db, manager, evaluation(B), T0 + 60 * minute)
+    for minute in range(1, 10):  # still Bad (or no data), every minute: nothing new
+        step(db, manager, evaluation(B if minute % 3 else N), T0 + 60 * minute)
     assert len(recorder.notices) == 1
-    step(db, manager, evaluation(B), T0 + 600)  # ten minutes later: a reminder
+    step(db, manager, evaluation(N), T0 + 600)  # ten minutes later: a reminder (still open)
     assert [(n.alarm_id, n.reminder) for n in recorder.notices[1:]] == [(1, True)]
     assert "Reminder" in recorder.notices[1].text()
-    assert alarms(db)[0]["notifications"] == 2
+    step(db, manager, evaluation(B), T0 + 1199)
+    assert len(recorder.notices) == 2
+    step(db, manager, evaluation(B), T0 + 1200)
+    assert len(recorder.notices) == 3
+    assert alarms(db)[0]["notifications"] == 3
+    for second in (1, 2, 3):  # closing: no notice (the page shows cleared_at)
+        step(db, manager, evaluation(G), T0 + 1200 + second)
+    assert alarms(db)[0]["active"] is False and len(recorder.notices) == 3
+    step(db, manager, evaluation(B), T0 + 1300)
+    step(db, manager, evaluation(B), T0 + 1301)  # a new episode is announced at once
+    assert [(n.alarm_id, n.reminder) for n in recorder.notices[3:]] == [(2, False)]
 
 
-def test_flapping_raises_alarms_but_no_notification_storm(db) -> None:
-    recorder = Recorder()
-    manager = AlarmManager(renotify_minutes=10, notify=recorder)
-    step(db, manager, evaluation(B), T0)
-    raised = []
-    for i in range(1, 6):  # Good, then Bad again, every 100 s: well inside 10 minutes
-        raised += step(db, manager, evaluation(G), T0 + 100 * i - 50)
-        raised += step(db, manager, evaluation(B), T0 + 100 * i)
-    assert raised == [2, 3, 4, 5, 6]  # every transition is recorded ...
-    assert [n.alarm_id for n in recorder.notices] == [1]  # ... but notified once
-    step(db, manager, evaluation(B), T0 + 660)  # the window has passed: the open alarm goes out
-    assert [n.alarm_id for n in recorder.notices] == [1, 6]
-    assert recorder.notices[1].reminder is False  # alarm 6 itself was never announced before
+def test_invalid_episode_lengths() -> None:
+    for name in ("open_after", "close_after"):
+        for bad in (0, -1, 1.5, True):
+            with pytest.raises(ValueError, match=f"alarms.{name}"):
+                AlarmManager(**{name: bad})
+
+
+def test_settings_validate_episode_lengths_and_queue_size() -> None:
+    from overwatch.config import ConfigError, load_settings
+
+    settings = load_settings(search_user_dirs=False, env={})
+    assert (settings.alarms.open_after, settings.alarms.close_after) == (2, 3)
+    assert settings.alarms.queue_size == 1000
+    manager = AlarmManager.from_settings(settings.alarms)
+    assert (manager.open_after, manager.close_after) == (2, 3)
+    env = {"OVERWATCH_ALARMS__OPEN_AFTER": "4", "OVERWATCH_ALARMS__CLOSE_AFTER": "1"}
+    alarms_settings = load_settings(search_user_dirs=False, env=env).alarms
+    assert (alarms_settings.open_after, alarms_settings.close_after) == (4, 1)
+    for key, value in (("OPEN_AFTER", "0"), ("CLOSE_AFTER", "2.5"), ("QUEUE_SIZE", "0")):
+        with pytest.raises(ConfigError, match=f"alarms.{key.lower()}: expected an integer"):
+            load_settings(search_user_dirs=False, env={f"OVERWATCH_ALARMS__{key}": value})
 
 
 def test_acknowledged_alarm_is_not_reminded(db) -> None:
     recorder = Recorder()
-    manager = AlarmManager(renotify_minutes=1, notify=recorder)
+    manager = one(renotify_minutes=1, notify=recorder)
     step(db, manager, evaluation(B), T0)
     alarm = transact(
         db, lambda root: acknowledge(overwatch_root(root), 1, "shifter", now=T0 + 30).id
@@ -164,14 +260,14 @@ def test_acknowledged_alarm_is_not_reminded(db) -> None:
 def test_acknowledge_unknown_alarm(db) -> None:
     with pytest.raises(LookupError, match="no alarm with id 42"):
         transact(db, lambda root: acknowledge(overwatch_root(root), 42, "shifter"))
-    step(db, AlarmManager(), evaluation(B), T0)
+    step(db, one(), evaluation(B), T0)
     with pytest.raises(ValueError, match="name of the user"):
         transact(db, lambda root: acknowledge(overwatch_root(root), 1, ""))
 
 
 def test_notices_are_sent_only_after_commit(db) -> None:
     recorder = Recorder()
-    manager = AlarmManager(notify=recorder)
+    manager = one(notify=recorder)
 
     def fails_after_update(root) -> None:
         manager.update(overwatch_root(root), evaluation(B), T0)
@@ -199,12 +295,12 @@ def test_a_failing_notify_never_breaks_processing(db) -> None:
     def broken(notice: AlarmNotice) -> None:
         raise OSError("queue gone")
 
-    assert step(db, AlarmManager(notify=broken), evaluation(B), T0) == [1]
+    assert step(db, one(notify=broken), evaluation(B), T0) == [1]
     assert len(alarms(db)) == 1
 
 
 def test_list_alarms_filters_and_limit(db) -> None:
-    manager = AlarmManager()
+    manager = one()
     step(db, manager, evaluation(B, B), T0)
     step(db, manager, evaluation(B, run=5, subsystem="TPC"), T0)
     step(db, manager, evaluation(G, G), T0 + 60)
@@ -218,7 +314,7 @@ def test_list_alarms_filters_and_limit(db) -> None:
 
 def test_notice_text_names_everything_a_shifter_needs(db) -> None:
     recorder = Recorder()
-    step(db, AlarmManager(notify=recorder), evaluation(B), T0)
+    step(db, one(notify=recorder), evaluation(B), T0)
     text = recorder.notices[0].text()
     for part in (
         "#1",

@@ -62,7 +62,8 @@ def test_opening_a_schema_1_database_adds_alarm_containers_and_keeps_data(tmp_pa
             "EMC",
             [CheckResult("hot", "EMC", "EMCal/SM00/cellHits", None, "EMCal", Quality.BAD, "3")],
         )
-        transact(db, lambda root: AlarmManager().update(overwatch_root(root), ev, 1.0))
+        manager = AlarmManager(open_after=1)  # about the migration, not about episodes
+        transact(db, lambda root: manager.update(overwatch_root(root), ev, 1.0))
     finally:
         db.close()
     db = open_db(f"file://{path}")  # reopening: nothing to migrate, alarms persisted
@@ -79,3 +80,41 @@ def test_migration_step_keeps_existing_containers() -> None:
     root.schema_version = 1
     migrations.upgrade(root)
     assert root.schema_version == 2 and root.alarms[5] == "kept"
+
+
+def test_alarms_and_states_stored_before_episodes_load_with_defaults(tmp_path: Path) -> None:
+    """No schema step for episodes: older objects lack the new attributes and read defaults."""
+    from overwatch.store.models import Alarm, CheckState
+    from processing.analysis.alarms import alarm_to_dict
+
+    path = tmp_path / "ow.fs"
+    db = open_db(f"file://{path}")
+    try:
+
+        def old_objects(root) -> None:
+            ow = overwatch_root(root)
+            ow.alarms[1] = Alarm(1, 50.0, 123, "EMC", "hot", "p", "", "EMCal", "Bad", "m")
+            state = CheckState("Bad", 50.0)
+            state.alarm_id = 1
+            ow.check_states[(123, "EMC", "hot", "p", "")] = state
+            assert "occurrences" not in ow.alarms[1].__dict__  # the old shape
+            assert "raising_streak" not in state.__dict__
+
+        transact(db, old_objects)
+    finally:
+        db.close()
+    db = open_db(f"file://{path}")
+    try:
+        stored = read(db, lambda root: alarm_to_dict(root.alarms[1]))
+        assert (stored["occurrences"], stored["first_seen"], stored["last_seen"]) == (1, 50.0, 50.0)
+        # and the open alarm of the old state goes on as one episode
+        ev = EvaluationResult(
+            123, "EMC", [CheckResult("hot", "EMC", "p", None, "EMCal", Quality.BAD, "again")]
+        )
+        manager = AlarmManager()
+        assert transact(db, lambda root: manager.update(overwatch_root(root), ev, 60.0)) == []
+        stored = read(db, lambda root: alarm_to_dict(root.alarms[1]))
+        assert (stored["occurrences"], stored["last_seen"], stored["message"]) == (2, 60.0, "again")
+        assert stored["active"] is True
+    finally:
+        db.close()

@@ -111,7 +111,11 @@ def test_results_and_alarm_are_committed_with_the_snapshot(tmp_path, engine) -> 
                 faults=[{"kind": "hot_channel", "subsystem": "EMC", "at_minute": 2,
                          "cell": [3, 10, 5], "factor": 40}])  # fmt: skip
     pipeline = Pipeline(
-        feed.data, db, SETTINGS, checks=engine, alarms=AlarmManager(notify=notices.append)
+        feed.data,
+        db,
+        SETTINGS,
+        checks=engine,
+        alarms=AlarmManager(notify=notices.append, open_after=1),  # one Bad slice: K=1
     )
     feed.write(2)
     assert pipeline.run_pass().processed == 2

@@ -157,3 +157,54 @@ def test_unreachable_database_is_reported(tmp_path: Path) -> None:
 def test_storage_passwords_are_not_shown() -> None:
     assert redact("postgresql://user:s3cret@db:5432/ow") == "postgresql://user:***@db:5432/ow"
     assert redact("zeo://127.0.0.1:8100") == "zeo://127.0.0.1:8100"
+
+
+def test_notification_counters_saved_by_processing_are_shown(status_app) -> None:
+    """Processing's dispatcher writes its counters to a status file; the page shows them."""
+    from overwatch.store.layout import DataDir
+    from processing.analysis.alarms import AlarmNotice, NotificationDispatcher
+
+    _app, _db, client, data_dir = status_app
+    assert client.get("/api/status").get_json()["notifications"] == {}
+    assert "not saved notification counters yet" in client.get("/status").data.decode()
+
+    class Down:
+        name = "email"
+        min_interval = 0.0
+
+        def send(self, notices) -> None:
+            raise ConnectionRefusedError("mail server down")
+
+    dispatcher = NotificationDispatcher(
+        [Down()], queue_size=2, max_batch=1, backoff=0.01, max_backoff=0.01,
+        status_file=DataDir(data_dir).notifications_file,
+    ).start()  # fmt: skip
+    try:
+        for alarm_id in range(1, 6):
+            dispatcher.enqueue(
+                AlarmNotice(alarm_id, time.time(), 3, "EMC", "hot", "p", "", "g", "Bad", "m")
+            )
+        dispatcher.write_status()
+        shown = client.get("/api/status").get_json()["notifications"]
+        (row,) = shown["notifiers"]
+        assert row["name"] == "email" and row["queued"] + row["dropped"] == 5
+        assert row["dropped"] >= 2 and row["delivered"] == 0 and row["status"] == DEAD
+        assert shown["status"] == DEAD and shown["running"] is True and shown["queue_size"] == 2
+        assert shown["totals"]["dropped"] == row["dropped"]
+        page = client.get("/status").data.decode()
+        assert 'data-notifier="email"' in page
+        assert f'<td data-counter="dropped">{row["dropped"]}</td>' in page
+    finally:
+        dispatcher.stop(timeout=2)
+    stopped = client.get("/api/status").get_json()["notifications"]
+    assert stopped["running"] is False and stopped["notifiers"][0]["failed"] >= 1
+
+
+def test_unreadable_notification_counters_are_shown_not_fatal(status_app) -> None:
+    from overwatch.store.layout import DataDir
+
+    _app, _db, client, data_dir = status_app
+    DataDir(data_dir).notifications_file.write_text("{not json")
+    shown = client.get("/api/status").get_json()["notifications"]
+    assert shown["status"] == UNKNOWN and "unreadable" in shown["error"]
+    assert client.get("/status").status_code == 200

@@ -1,17 +1,30 @@
 """Turning check results into alarms stored in ZODB, and acknowledging them.
 
-An alarm is raised on a *transition*: when a check's quality on a target
-(run, subsystem, check, histogram path, trend) becomes a raising quality
-(Bad, or Medium if configured) from a non-raising one, or escalates (Medium
-to Bad when both raise). Staying Bad raises nothing more; Bad -> Good closes
-the alarm (``cleared_at``) and a later Bad raises a new one. A Null result
-("cannot tell") changes nothing: a check flickering between Bad and "no data"
-does not raise an alarm per slice.
+Alarms by episode. A *target* is (run, subsystem, check, histogram path,
+trend). Its results form episodes: an alarm opens after ``open_after`` (K)
+consecutive raising results (Bad, or Medium if in ``raise_on``), stays open
+while the check keeps raising, and closes (``cleared_at``) after
+``close_after`` (M) consecutive non-raising, non-Null results. One episode is
+one alarm, however the check flickers inside it: with K >= 1 and M >= 1 a
+check alternating Good/Bad either never opens an alarm (K >= 2) or keeps one
+open (M >= 2); it cannot open one alarm per flip.
 
-Notifications (no storms): a target is notified at most once every
-``renotify_minutes``. A new alarm inside that time is stored but notified
-only once the time has passed; an open, unacknowledged alarm is re-notified
-(a reminder) every ``renotify_minutes``; an acknowledged one never again.
+Null ("cannot tell", e.g. no data in the slice) is no evidence either way: it
+neither counts towards opening nor towards closing, and it leaves both
+counters as they are (Bad, Null, Bad counts as two consecutive Bad results).
+
+While open, the alarm is updated rather than replaced: ``occurrences`` (the
+number of raising results of the episode, the K that opened it included),
+``last_seen`` (slice end time of the latest raising result), ``message`` of
+that latest result; ``first_seen`` is the slice end time of the first raising
+result of the episode. A Medium episode that turns Bad (both raising) is
+escalated in place: its quality becomes Bad and it is announced again at once.
+
+Notifications: once when the alarm opens (whatever happened to earlier
+episodes of the target), then a reminder every ``renotify_minutes`` while it
+is open and not acknowledged (checked on every result of the target). No
+notice is sent when it closes: the alarms page shows ``cleared_at``, and a
+shifter's mailbox should hold only what needs action.
 
 Transactions: :meth:`AlarmManager.update` and :meth:`AlarmManager.acknowledge`
 run inside the caller's ZODB transaction (e.g. within ``overwatch.store.db.transact``).
@@ -20,6 +33,9 @@ Notifications are handed to ``notify`` (normally
 after-commit hook of that transaction, only when it commits: an alarm that
 was rolled back (conflict, retry) is never announced, and the retried
 transaction announces it once.
+
+Writes: a target whose quality and counters do not change (a steady Good
+check) writes nothing; an open alarm is rewritten once per raising result.
 """
 
 from __future__ import annotations
@@ -58,6 +74,9 @@ class AlarmNotice:
     quality: str
     message: str
     reminder: bool = False
+    occurrences: int = 1
+    first_seen: float = 0.0
+    last_seen: float = 0.0
 
     @classmethod
     def from_alarm(cls, alarm: Alarm, reminder: bool = False) -> AlarmNotice:
@@ -73,6 +92,9 @@ class AlarmNotice:
             alarm.quality,
             alarm.message,
             reminder,
+            alarm.occurrences,
+            alarm.first_seen or alarm.time,
+            alarm.last_seen or alarm.time,
         )
 
     @property
@@ -86,15 +108,24 @@ class AlarmNotice:
     def text(self) -> str:
         """One paragraph a shifter can act on, for every notifier."""
         head = "Reminder, not acknowledged yet: " if self.reminder else ""
+        first = self.first_seen or self.time
+        last = self.last_seen or first
+        seen = f"Seen {self.occurrences} time{'s' if self.occurrences != 1 else ''}"
+        seen += f", first {format_time(first)}" + (
+            f", last {format_time(last)}" if last != first else ""
+        )
         return (
             f"{head}Overwatch alarm #{self.alarm_id}: {self.quality} in {self.subsystem}, "
             f"run {self.run}: check {self.check} on {self.target} (group {self.group}): "
-            f"{self.message}. Raised {format_time(self.time)}."
+            f"{self.message}. Raised {format_time(self.time)}. {seen}."
         )
 
 
 def alarm_to_dict(alarm: Alarm) -> dict[str, Any]:
-    """Plain data of an alarm, e.g. for ``GET /api/alarms``."""
+    """Plain data of an alarm, e.g. for ``GET /api/alarms``.
+
+    Alarms stored before episodes existed read as one occurrence seen at ``time``.
+    """
     return {
         "id": alarm.id,
         "time": alarm.time,
@@ -106,6 +137,9 @@ def alarm_to_dict(alarm: Alarm) -> dict[str, Any]:
         "group": alarm.group,
         "quality": alarm.quality,
         "message": alarm.message,
+        "occurrences": alarm.occurrences,
+        "first_seen": alarm.first_seen or alarm.time,
+        "last_seen": alarm.last_seen or alarm.first_seen or alarm.time,
         "acknowledged": bool(alarm.acknowledged_by),
         "acknowledged_by": alarm.acknowledged_by or None,
         "acknowledged_at": alarm.acknowledged_at or None,
@@ -116,14 +150,23 @@ def alarm_to_dict(alarm: Alarm) -> dict[str, Any]:
     }
 
 
+def _set(obj: Any, name: str, value: Any) -> None:
+    """Assign only a changed value: every assignment rewrites a persistent object."""
+    if getattr(obj, name) != value:
+        setattr(obj, name, value)
+
+
 class AlarmManager:
-    """Raises alarms on quality transitions and schedules their notifications."""
+    """Opens one alarm per episode of raising results and schedules its notifications."""
 
     def __init__(
         self,
         raise_on: Iterable[Quality | str] = (Quality.BAD,),
         renotify_minutes: float = 30.0,
         notify: Callable[[AlarmNotice], Any] | None = None,
+        *,
+        open_after: int = 2,
+        close_after: int = 3,
     ) -> None:
         qualities = frozenset(Quality.parse(q) for q in raise_on)
         if not qualities or not qualities <= {Quality.BAD, Quality.MEDIUM}:
@@ -132,33 +175,52 @@ class AlarmManager:
             )
         if renotify_minutes <= 0:
             raise ValueError(f"alarms.renotify_minutes: expected > 0, got {renotify_minutes}")
+        for name, value in (("open_after", open_after), ("close_after", close_after)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"alarms.{name}: expected an integer >= 1, got {value!r}")
         self.raise_on = qualities
         self.renotify_seconds = renotify_minutes * 60.0
         self.notify = notify
+        self.open_after = open_after
+        self.close_after = close_after
 
     @classmethod
     def from_settings(
         cls, settings: Any, notify: Callable[[AlarmNotice], Any] | None = None
     ) -> AlarmManager:
         """From ``Settings.alarms`` (:class:`overwatch.config.AlarmSettings`)."""
-        return cls(settings.raise_on, settings.renotify_minutes, notify)
+        return cls(
+            settings.raise_on,
+            settings.renotify_minutes,
+            notify,
+            open_after=settings.open_after,
+            close_after=settings.close_after,
+        )
 
     # ------------------------------------------------------------------ updates
 
-    def update(self, root: OverwatchRoot, evaluation: Any, now: float | None = None) -> list[Alarm]:
-        """Compare an evaluation with the stored qualities; return the alarms raised.
+    def update(
+        self,
+        root: OverwatchRoot,
+        evaluation: Any,
+        now: float | None = None,
+        *,
+        slice_end: float | None = None,
+    ) -> list[Alarm]:
+        """Count an evaluation into each target's episode; return the alarms opened.
 
-        ``evaluation`` is a :class:`processing.analysis.checks.EvaluationResult`. Runs in
-        the caller's transaction; notifications due are sent after it commits.
+        ``evaluation`` is a :class:`processing.analysis.checks.EvaluationResult`
+        of the slice ending at ``slice_end`` (default: ``now``, the wall-clock
+        time). Runs in the caller's transaction; notifications due are sent
+        after it commits.
         """
         now = _time.time() if now is None else now
+        seen = now if slice_end is None else slice_end
         states = root.check_states
-        raised: list[Alarm] = []
+        opened: list[Alarm] = []
         notices: list[AlarmNotice] = []
         for result in evaluation.results:
             quality = result.quality
-            if quality is Quality.NULL:
-                continue  # no information: neither a transition nor a recovery
             key = (
                 evaluation.run,
                 evaluation.subsystem,
@@ -167,30 +229,76 @@ class AlarmManager:
                 result.trend or "",
             )
             state = states.get(key)
+            if quality is Quality.NULL:  # no evidence: counters stay, reminders go on
+                if state is not None and state.alarm_id:
+                    notices.extend(self._reminder(root, state, now))
+                continue
             if state is None:
-                state = states[key] = CheckState(Quality.NULL.value, now)
-            previous = Quality.parse(state.quality)
-            raising = quality in self.raise_on
-            if quality is not previous:
-                was_raising = previous in self.raise_on
-                if raising and (not was_raising or quality.severity > previous.severity):
-                    self._close(root, state, now)
-                    alarm = self._raise(root, evaluation, result, now)
-                    state.alarm_id = alarm.id
-                    raised.append(alarm)
-                elif not raising:
-                    self._close(root, state, now)
+                state = states[key] = CheckState(quality.value, now)
+            elif state.quality != quality.value:
                 state.quality = quality.value
                 state.since = now
-            if raising and state.alarm_id:
-                notice = self._due(root, state, now)
-                if notice is not None:
-                    notices.append(notice)
+            alarm = self._open_alarm(root, state)
+            if quality in self.raise_on:
+                _set(state, "clear_streak", 0)
+                if alarm is None:
+                    if state.raising_streak == 0:
+                        state.episode_start = seen
+                        state.episode_quality = quality.value
+                    elif quality.severity > Quality.parse(state.episode_quality).severity:
+                        state.episode_quality = quality.value
+                    state.raising_streak += 1
+                    if state.raising_streak >= self.open_after:
+                        alarm = self._raise(root, evaluation, result, state, now, seen)
+                        opened.append(alarm)
+                        notices.append(self._announce(alarm, now, reminder=False))
+                else:
+                    alarm.occurrences += 1
+                    _set(alarm, "last_seen", seen)
+                    _set(alarm, "message", result.message)
+                    if quality.severity > Quality.parse(alarm.quality).severity:
+                        alarm.quality = quality.value  # escalation: announce it at once
+                        log.warning("alarm #%d escalated to %s", alarm.id, alarm.quality)
+                        if not alarm.acknowledged_by:
+                            notices.append(self._announce(alarm, now, reminder=False))
+                    else:
+                        notices.extend(self._reminder(root, state, now))
+            else:
+                _set(state, "raising_streak", 0)
+                if alarm is not None:
+                    state.clear_streak += 1
+                    if state.clear_streak >= self.close_after:
+                        alarm.cleared_at = seen
+                        state.alarm_id = 0
+                        state.clear_streak = 0
+                        log.info("alarm #%d cleared", alarm.id)
+                    else:
+                        notices.extend(self._reminder(root, state, now))
         if notices and self.notify is not None:
             self._after_commit(root, notices)
-        return raised
+        return opened
 
-    def _raise(self, root: OverwatchRoot, evaluation: Any, result: Any, now: float) -> Alarm:
+    @staticmethod
+    def _open_alarm(root: OverwatchRoot, state: CheckState) -> Alarm | None:
+        """The target's open alarm, or None (forgetting an id that is gone or closed)."""
+        if not state.alarm_id:
+            return None
+        alarm = root.alarms.get(state.alarm_id)
+        if alarm is None or alarm.cleared_at:
+            state.alarm_id = 0
+            _set(state, "clear_streak", 0)
+            return None
+        return alarm
+
+    def _raise(
+        self,
+        root: OverwatchRoot,
+        evaluation: Any,
+        result: Any,
+        state: CheckState,
+        now: float,
+        seen: float,
+    ) -> Alarm:
         alarms = root.alarms
         alarm_id = alarms.maxKey() + 1 if len(alarms) else 1
         alarm = Alarm(
@@ -202,10 +310,15 @@ class AlarmManager:
             result.path,
             result.trend or "",
             result.group,
-            result.quality.value,
+            state.episode_quality,
             result.message,
         )
+        alarm.occurrences = state.raising_streak
+        alarm.first_seen = state.episode_start or seen
+        alarm.last_seen = seen
         alarms[alarm_id] = alarm
+        state.alarm_id = alarm_id
+        state.raising_streak = 0
         log.warning(
             "alarm #%d: %s in %s run %d: %s on %s: %s",
             alarm_id,
@@ -219,25 +332,19 @@ class AlarmManager:
         return alarm
 
     @staticmethod
-    def _close(root: OverwatchRoot, state: CheckState, now: float) -> None:
-        if state.alarm_id:
-            alarm = root.alarms.get(state.alarm_id)
-            if alarm is not None and not alarm.cleared_at:
-                alarm.cleared_at = now
-            state.alarm_id = 0
-
-    def _due(self, root: OverwatchRoot, state: CheckState, now: float) -> AlarmNotice | None:
-        """A notice for the target's open alarm if one may be sent now, else None."""
-        alarm = root.alarms.get(state.alarm_id)
-        if alarm is None or alarm.acknowledged_by or alarm.cleared_at:
-            return None
-        if state.last_notified and now - state.last_notified < self.renotify_seconds:
-            return None
-        notice = AlarmNotice.from_alarm(alarm, reminder=alarm.notifications > 0)
-        state.last_notified = now
+    def _announce(alarm: Alarm, now: float, reminder: bool) -> AlarmNotice:
         alarm.last_notified = now
         alarm.notifications += 1
-        return notice
+        return AlarmNotice.from_alarm(alarm, reminder=reminder)
+
+    def _reminder(self, root: OverwatchRoot, state: CheckState, now: float) -> list[AlarmNotice]:
+        """A reminder of the target's open, unacknowledged alarm if one is due now."""
+        alarm = root.alarms.get(state.alarm_id)
+        if alarm is None or alarm.acknowledged_by or alarm.cleared_at:
+            return []
+        if alarm.last_notified and now - alarm.last_notified < self.renotify_seconds:
+            return []
+        return [self._announce(alarm, now, reminder=alarm.notifications > 0)]
 
     def _after_commit(self, root: OverwatchRoot, notices: list[AlarmNotice]) -> None:
         jar = getattr(root, "_p_jar", None)

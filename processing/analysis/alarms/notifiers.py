@@ -1,11 +1,30 @@
 """Delivering alarm notifications: log, e-mail over SMTP, webhook.
 
 Delivery never blocks processing: :meth:`NotificationDispatcher.enqueue`
-only puts the notice into one bounded queue per notifier and returns at once
-(a full queue drops the notice and logs it). One background thread per
-notifier delivers, so a hanging webhook does not delay e-mails. A failed
-delivery is retried ``retry_attempts`` times in all, with pauses doubling
-from ``backoff`` up to ``max_backoff`` seconds; every failure is logged.
+only puts the notice into one bounded queue per notifier (``alarms.queue_size``)
+and returns at once. One background thread per notifier delivers, so a
+hanging webhook does not delay e-mails.
+
+No notice is lost while a notifier is slow or down: a failed delivery is
+retried with pauses doubling from ``backoff`` up to ``max_backoff`` seconds;
+after ``retry_attempts`` failed attempts the failure is logged as an error,
+and delivery goes on being retried every ``max_backoff`` seconds until it
+succeeds or the process stops. Notices keep queuing meanwhile; the queue
+bounds the memory: once full, a new notice is dropped, logged and counted
+(``dropped``). Notices still queued when the process stops are logged and
+counted as ``failed``. Delivery is at least once: a batch is resent whole, so
+a notifier that reports a failure after actually sending (a webhook that
+timed out after accepting) may send it twice; one that fails truthfully
+delivers every notice exactly once.
+
+Counters per notifier (:meth:`NotificationDispatcher.stats`): ``queued``
+(accepted), ``pending`` (queued or being sent now), ``delivered``,
+``dropped`` (queue full), ``failed`` (never sent: stopped before delivery),
+``attempts`` and ``failures`` (failed attempts, i.e. retries). The web
+process cannot see them in processing's memory, so with ``status_file``
+(``DataDir.notifications_file``) a writer thread saves them as JSON
+atomically, at most once a second while they change and once at stop; the
+status page reads that file, which works even when the database is down.
 
 Rate limit: a notifier sends at most one message every ``min_interval``
 seconds; notices queued meanwhile go out together in the next message (up to
@@ -25,8 +44,10 @@ import urllib.request
 from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from pathlib import Path
 from typing import Any, Protocol
 
+from overwatch.store.layout import atomic_write
 from processing.analysis.alarms.manager import AlarmNotice
 
 log = logging.getLogger(__name__)
@@ -129,17 +150,30 @@ class WebhookNotifier:
 
 
 class _Worker(threading.Thread):
-    """Delivers one notifier's queue: batches, rate limit, retries with back-off."""
+    """Delivers one notifier's queue: batches, rate limit, retries until delivered."""
 
     def __init__(self, notifier: Notifier, dispatcher: NotificationDispatcher) -> None:
         super().__init__(name=f"overwatch-notify-{notifier.name}", daemon=True)
         self.notifier = notifier
         self.d = dispatcher
         self.queue: queue.Queue[AlarmNotice] = queue.Queue(maxsize=dispatcher.queue_size)
-        self.stats = {"queued": 0, "dropped": 0, "attempts": 0, "delivered": 0, "failed": 0}
+        self.stats = {
+            "queued": 0,
+            "delivered": 0,
+            "failed": 0,
+            "dropped": 0,
+            "attempts": 0,
+            "failures": 0,
+        }
         self.busy = False
+        self.sending = 0  # notices taken off the queue, not yet delivered
+        self.last_error = ""
         self.min_interval = getattr(notifier, "min_interval", dispatcher.min_interval)
         self._last_sent = float("-inf")
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.stats[name] += n
+        self.d.changed()
 
     def run(self) -> None:
         stop = self.d.stopping
@@ -159,39 +193,61 @@ class _Worker(threading.Thread):
                         batch.append(self.queue.get_nowait())
                     except queue.Empty:
                         break
+                self.sending = len(batch)
                 self._deliver(batch)
                 for _ in batch:
                     self.queue.task_done()
             finally:
+                self.sending = 0
                 self.busy = False
 
     def _deliver(self, batch: list[AlarmNotice]) -> None:
         ids = ", ".join(f"#{n.alarm_id}" for n in batch)
         delay = self.d.backoff
         attempts = self.d.retry_attempts
-        for attempt in range(1, attempts + 1):
-            self.stats["attempts"] += 1
+        attempt = 0
+        while True:
+            attempt += 1
+            self.count("attempts")
             try:
                 self.notifier.send(batch)
             except Exception as exc:
-                log.warning(
-                    "%s notification of alarm(s) %s failed (attempt %d of %d): %s",
-                    self.notifier.name,
-                    ids,
-                    attempt,
-                    attempts,
-                    exc,
-                )
-                if attempt == attempts or self.d.stopping.wait(delay):
+                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                self.count("failures")
+                if attempt < attempts:
+                    log.warning(
+                        "%s notification of alarm(s) %s failed (attempt %d of %d): %s",
+                        self.notifier.name, ids, attempt, attempts, exc,
+                    )  # fmt: skip
+                else:
+                    log.error(
+                        "%s notification of alarm(s) %s failed %d times: %s; "
+                        "retrying every %gs until delivered",
+                        self.notifier.name, ids, attempt, exc, self.d.max_backoff,
+                    )  # fmt: skip
+                    delay = self.d.max_backoff
+                if self.d.stopping.wait(delay):
                     break
                 delay = min(delay * 2, self.d.max_backoff)
             else:
                 self._last_sent = time.monotonic()
-                self.stats["delivered"] += len(batch)
+                self.last_error = ""
+                self.count("delivered", len(batch))
+                if attempt > 1:
+                    log.info(
+                        "%s notification of alarm(s) %s delivered after %d attempts",
+                        self.notifier.name, ids, attempt,
+                    )  # fmt: skip
                 return
-        self._last_sent = time.monotonic()
-        self.stats["failed"] += len(batch)
-        log.error("gave up the %s notification of alarm(s) %s", self.notifier.name, ids)
+        self.count("failed", len(batch))
+        log.error("%s notification of alarm(s) %s not sent: stopping", self.notifier.name, ids)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            **self.stats,
+            "pending": self.queue.qsize() + self.sending,
+            "last_error": self.last_error,
+        }
 
 
 class NotificationDispatcher:
@@ -207,17 +263,26 @@ class NotificationDispatcher:
         max_backoff: float = 300.0,
         min_interval: float = 0.0,
         max_batch: int = 50,
+        status_file: str | Path | None = None,
+        status_interval: float = 1.0,
     ) -> None:
         if retry_attempts < 1:
             raise ValueError("retry_attempts must be at least 1")
+        if queue_size < 1:
+            raise ValueError("alarms.queue_size must be at least 1")
         self.queue_size = queue_size
         self.retry_attempts = retry_attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.min_interval = min_interval
         self.max_batch = max(1, max_batch)
+        self.status_file = Path(status_file) if status_file is not None else None
+        self.status_interval = status_interval
         self.stopping = threading.Event()
+        self._changed = threading.Event()
         self._workers = [_Worker(notifier, self) for notifier in notifiers]
+        self._writer: threading.Thread | None = None
+        self._started_at = 0.0
         self._started = False
 
     @property
@@ -226,8 +291,14 @@ class NotificationDispatcher:
 
     def start(self) -> NotificationDispatcher:
         if not self._started:
+            self._started_at = time.time()
             for worker in self._workers:
                 worker.start()
+            if self.status_file is not None:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="overwatch-notify-status", daemon=True
+                )
+                self._writer.start()
             self._started = True
         return self
 
@@ -237,9 +308,9 @@ class NotificationDispatcher:
         for worker in self._workers:
             try:
                 worker.queue.put_nowait(notice)
-                worker.stats["queued"] += 1
+                worker.count("queued")
             except queue.Full:
-                worker.stats["dropped"] += 1
+                worker.count("dropped")
                 accepted = False
                 log.error(
                     "%s notification queue full (%d): dropped alarm #%d",
@@ -252,8 +323,42 @@ class NotificationDispatcher:
     __call__ = enqueue  # so a dispatcher can be given as AlarmManager(notify=...)
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """Counters per notifier: queued, dropped, attempts, delivered, failed."""
-        return {worker.notifier.name: dict(worker.stats) for worker in self._workers}
+        """Counters per notifier: queued, pending, delivered, failed, dropped, attempts, failures."""
+        return {
+            worker.notifier.name: {k: v for k, v in worker.snapshot().items() if k != "last_error"}
+            for worker in self._workers
+        }
+
+    def status(self) -> dict[str, Any]:
+        """The document of the status file: counters, last error per notifier, times."""
+        return {
+            "updated": time.time(),
+            "started": self._started_at,
+            "running": self._started and not self.stopping.is_set(),
+            "queue_size": self.queue_size,
+            "notifiers": {worker.notifier.name: worker.snapshot() for worker in self._workers},
+        }
+
+    def changed(self) -> None:
+        self._changed.set()
+
+    def write_status(self) -> None:
+        """Save :meth:`status` to ``status_file`` now (atomically; errors are logged)."""
+        if self.status_file is None:
+            return
+        try:
+            data = json.dumps(self.status(), indent=1).encode("utf-8")
+            atomic_write(self.status_file, data, fsync=False)
+        except OSError as error:
+            log.warning("cannot write %s: %s", self.status_file, error)
+
+    def _write_loop(self) -> None:
+        self.write_status()
+        while not self.stopping.is_set():
+            if self._changed.wait(self.status_interval):
+                self._changed.clear()
+                self.write_status()
+                self.stopping.wait(self.status_interval)  # at most once per interval
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every queued notice was delivered or given up; False on timeout."""
@@ -265,7 +370,7 @@ class NotificationDispatcher:
         return False
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop delivering; notices still queued are logged as not sent."""
+        """Stop delivering; notices still queued are logged and counted as failed."""
         self.stopping.set()
         deadline = time.monotonic() + timeout
         for worker in self._workers:
@@ -273,9 +378,13 @@ class NotificationDispatcher:
                 worker.join(max(0.0, deadline - time.monotonic()))
             left = worker.queue.qsize()
             if left:
+                worker.count("failed", left)
                 log.warning(
                     "%d %s notification(s) not sent at shutdown", left, worker.notifier.name
                 )
+        if self._writer is not None:
+            self._writer.join(max(0.0, deadline - time.monotonic()))
+        self.write_status()
 
     def __enter__(self) -> NotificationDispatcher:
         return self.start()
@@ -284,8 +393,13 @@ class NotificationDispatcher:
         self.stop()
 
 
-def build_dispatcher(settings: Any, *, min_interval: float = 60.0) -> NotificationDispatcher:
-    """The notifiers ``Settings.alarms`` asks for (the log always), not yet started."""
+def build_dispatcher(
+    settings: Any, *, min_interval: float = 60.0, status_file: str | Path | None = None
+) -> NotificationDispatcher:
+    """The notifiers ``Settings.alarms`` asks for (the log always), not yet started.
+
+    ``status_file`` (normally ``DataDir.notifications_file``) receives the counters.
+    """
     notifiers: list[Notifier] = [LogNotifier()]
     if settings.smtp_host and settings.mail_to:
         notifiers.append(
@@ -298,5 +412,9 @@ def build_dispatcher(settings: Any, *, min_interval: float = 60.0) -> Notificati
     if settings.webhook_url:
         notifiers.append(WebhookNotifier(settings.webhook_url))
     return NotificationDispatcher(
-        notifiers, retry_attempts=settings.retry_attempts, min_interval=min_interval
+        notifiers,
+        queue_size=settings.queue_size,
+        retry_attempts=settings.retry_attempts,
+        min_interval=min_interval,
+        status_file=status_file,
     )
