@@ -190,6 +190,9 @@ def choose(args: Any, subsystem: str) -> Choice:
 @bp.route("/api/runs/<int:run>/<subsystem>/compare")
 def compare(run: int, subsystem: str) -> Response:
     views.require_subsystem(run, subsystem)
+    view = request.args.get("slice") or "cumulative"
+    if view not in VIEW_NAMES:
+        return json_error(f"slice: expected one of {', '.join(VIEW_NAMES)}, got {view[:40]!r}", 400)
     try:
         choice = choose(request.args, subsystem)
     except ParameterError as error:
@@ -203,12 +206,13 @@ def compare(run: int, subsystem: str) -> Response:
         "spec": choice.spec,
         "threshold": choice.test.threshold,
         "sort": choice.sort,
+        "slice": view,
     }
     try:
         if choice.reference is None:
             resources().views.version(run, subsystem)  # the run itself must exist
             return json_response({**answer, "counts": {}, "results": []})
-        found = comparer().compare(run, subsystem, choice.reference, choice.test)
+        found = comparer().compare(run, subsystem, choice.reference, choice.test, view)
     except LookupError as error:  # the run, the reference, or a subsystem of either
         return json_error(str(error), 404)
     except CacheError as error:
@@ -358,6 +362,10 @@ def reference_view(run: int, subsystem: str) -> dict[str, Any]:
                 test=choice.spec,
                 threshold=view["threshold"] or None,
                 sort=choice.sort,
+                # The page's slice: badges judge what the page shows (on demand: the whole run).
+                slice=request.args.get("slice")
+                if request.args.get("slice") in VIEW_NAMES
+                else "cumulative",
             )
             view["test_name"], view["test_threshold"] = choice.test.name, choice.test.threshold
     except (ParameterError, ReferenceNotFound) as error:

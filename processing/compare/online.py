@@ -228,20 +228,35 @@ class ReferenceComparer:
             ) from None
 
     def compare(
-        self, run: int, subsystem: str, reference: int, test: ConfiguredTest
+        self,
+        run: int,
+        subsystem: str,
+        reference: int,
+        test: ConfiguredTest,
+        view: str = "cumulative",
     ) -> OnlineComparison:
-        """Every histogram of ``run`` against ``reference`` (latest cumulatives of both).
+        """Every histogram of ``run`` against ``reference``'s whole-run cumulative.
 
-        Raises UnknownRun/UnknownSubsystem for the run, ReferenceNotFound for the reference.
+        ``view`` is the run's side: "cumulative" (the whole run) or "latest" (its
+        latest slice), so a page judges what it shows: an empty latest slice of a
+        histogram that the reference fills fails. Raises UnknownRun/UnknownSubsystem
+        for the run, ReferenceNotFound for the reference.
         """
+        if view not in ("cumulative", "latest"):
+            raise ValueError(f"slice must be cumulative or latest, not {view!r}")
         # Versions first: content read afterwards is at least as new, never older.
         version = self._version(run, subsystem)
         reference_version = self.reference_version(reference, subsystem)
-        key = (run, subsystem, version, reference, reference_version, _test_key(test))
+        key = (run, subsystem, view, version, reference, reference_version, _test_key(test))
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        data = self.reader.slice(run, subsystem, None, math.inf)
+        if view == "latest":
+            times = self.reader.snapshot_times(run, subsystem)
+            base = times[-2] if len(times) > 1 else None
+            data = self.reader.slice_between(run, subsystem, base, times[-1])
+        else:
+            data = self.reader.slice(run, subsystem, None, math.inf)
         try:
             mine = self.reader.slice(reference, subsystem, None, math.inf)
         except (UnknownRun, UnknownSubsystem) as error:  # vanished since the version look-up

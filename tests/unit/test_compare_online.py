@@ -341,3 +341,22 @@ def test_empty_histograms_give_null_not_a_silent_pass() -> None:
     empty = Histogram.empty("e", [Axis.regular(5, 0, 1)], "TH1F")
     results = compare_sets({"e": empty}, {"e": empty.copy()}, configure("chi2"))
     assert results[0].status == "null" and results[0].reason == "empty"
+
+
+def test_an_empty_latest_slice_fails_against_a_filled_reference(tmp_path) -> None:
+    """A supermodule switched off shows in the latest slice: empty there, filled in the reference."""
+    data_dir = tmp_path / "data"
+    db = open_db("memory://")
+    dead = {"kind": "dead_region", "subsystem": "EMC", "supermodule": 7, "at_minute": 2}
+    _simulate(data_dir, REFERENCE, ("EMC",), 3, T_REF)
+    _simulate(data_dir, DATA, ("EMC",), 3, T_REF + 3600.0, faults=[dead])
+    process(data_dir, db)
+    comparer = ReferenceComparer(SliceReader(data_dir, db))
+    test = configure("chi2")
+    path = "EMCal/SM07/cellHits"
+    latest = {r.path: r for r in comparer.compare(DATA, "EMC", REFERENCE, test, "latest").results}
+    assert latest[path].status.value == "fail" and latest[path].reason == "empty_in_test"
+    whole = {r.path: r for r in comparer.compare(DATA, "EMC", REFERENCE, test).results}
+    assert whole[path].reason != "empty_in_test"  # two live minutes in the whole run
+    with pytest.raises(ValueError, match="cumulative or latest"):
+        comparer.compare(DATA, "EMC", REFERENCE, test, "all")

@@ -293,7 +293,10 @@ def test_run_page_with_a_reference_draws_overlays_instead_of_plain_histograms(si
     html = page.get_data(as_text=True)
     assert html.count('class="ow-overlay"') == len([p for p in members if p in raw]) >= 1
     assert html.count('class="ow-drawing"') == len([p for p in members if p not in raw])
-    compare_url = f"/api/runs/{DATA}/EMC/compare?ref={REFERENCE}&amp;test=chi2&amp;sort=worst"
+    compare_url = (
+        f"/api/runs/{DATA}/EMC/compare?ref={REFERENCE}&amp;test=chi2&amp;sort=worst"
+        "&amp;slice=cumulative"
+    )
     assert f'data-compare="{compare_url}"' in html
     assert (
         f'data-overlay="/api/runs/{DATA}/EMC/overlay/{HOT_PATH}?ref={REFERENCE}'
