@@ -2,8 +2,8 @@
 
 Snapshots are written into a data directory as a receiver writes them
 (``snapshot_relpath`` names at the simulated instants, atomic writes), then
-processed. Alarms must exist right after processing the first snapshot whose
-slice contains a fault; mail goes to a real SMTP server (aiosmtpd) and the
+processed. Alarms must exist right after processing the ``alarms.open_after``-th
+snapshot (default 2) whose slice contains a fault, and not before; mail goes to a real SMTP server (aiosmtpd) and the
 webhook to a real HTTP server, both on 127.0.0.1. Clean data raises nothing;
 the real scheduler (woken by notices) and the real ``overwatch process``
 command keep the trends growing across restarts; a shifter acknowledges an
@@ -137,8 +137,12 @@ DELAY = {RATE: 60.0}
 
 def expected_alarms(seconds: float) -> set[tuple]:
     """Alarms once the slice ending ``seconds`` after the run start has been processed."""
+    # An alarm opens after alarms.open_after consecutive Bad slices: K - 1 slices after the first.
+    later = (AlarmSettings().open_after - 1) * STEP
     return {
-        alarm for alarm, fault in FAULTS if seconds >= fault["at_minute"] * 60 + DELAY.get(alarm, 1)
+        alarm
+        for alarm, fault in FAULTS
+        if seconds >= fault["at_minute"] * 60 + DELAY.get(alarm, 1) + later
     }
 
 
@@ -149,7 +153,7 @@ def trend_points(data: Path, subsystem: str, run: int = RUN) -> int:
 # --------------------------------------------------------------------------- tests
 
 
-def test_faults_raise_the_right_alarm_within_one_cycle(tmp_path, smtp, webhook) -> None:
+def test_faults_raise_the_right_alarm_after_open_after_slices(tmp_path, smtp, webhook) -> None:
     (smtp_port, mailbox), (url, hooks) = smtp, webhook
     settings = AlarmSettings(
         smtp_host="127.0.0.1", smtp_port=smtp_port, mail_to=["shift@example.org"],
@@ -242,7 +246,8 @@ def test_alarm_latency_with_the_scheduler_and_trends_across_restarts(tmp_path) -
     try:
 
         def serve(payloads):
-            settings = AlarmSettings()
+            # K=1: this measures processing's latency (snapshot -> alarm), not the episode rule.
+            settings = AlarmSettings(open_after=1)
             dispatcher = build_dispatcher(settings, min_interval=0.0)
             alarms = AlarmManager.from_settings(settings, notify=dispatcher.enqueue)
             pipeline = Pipeline(data, db, ProcessingSettings(), checks=load_engine(), alarms=alarms)

@@ -86,6 +86,12 @@ def test_the_raised_alarms_are_listed_newest_first_with_their_fields(site, api) 
         assert alarm["active"] is True
         assert alarm["histogram_url"] == f"/runs/1/EMC/hist/{alarm['histogram']}"
         assert alarm["ack_url"] == f"/api/alarms/{alarm['id']}/ack"
+        # One alarm per episode: opened by alarms.open_after (2) Bad slices, updated since.
+        assert alarm["occurrences"] >= 2
+        assert alarm["first_seen"] < alarm["last_seen"] <= alarm["time"]
+    page = api.get("/alarms").data.decode()
+    for alarm in alarms:
+        assert f'data-occurrences="{alarm["occurrences"]}"' in page
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,11 @@
-"""Alarms raised by check quality transitions, and their notifications.
+"""Alarms by episode of raising check results, and their notifications.
 
-``AlarmManager.update(root, evaluation, now)`` (inside the caller's ZODB
-transaction) stores alarms on transitions to Bad (or Medium) and hands the
-notifications due to a :class:`NotificationDispatcher` after the commit; the
-dispatcher delivers them in the background (log, e-mail, webhook).
+``AlarmManager.update(root, evaluation, now, slice_end=...)`` (inside the
+caller's ZODB transaction) opens one alarm per episode (``alarms.open_after``
+consecutive Bad, or Medium, results; closed after ``alarms.close_after``
+others) and hands the notifications due to a :class:`NotificationDispatcher`
+after the commit; the dispatcher delivers them in the background (log,
+e-mail, webhook), retrying until delivered.
 """
 
 from processing.analysis.alarms.manager import (
