@@ -102,6 +102,8 @@ def drawing(resolved: Any, path: str, group: str, args: dict[str, str]) -> dict[
             spec.run, spec.subsystem, path, group=group, **args, **views.changed_options(resolved)
         ),
         "note": view.annotations.get(path),
+        "quality": view.analysis.histogram_qualities().get(path),
+        "checks": view.analysis.checks_by_histogram.get(path, []),
     }
 
 

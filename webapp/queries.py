@@ -53,19 +53,41 @@ def get_subsystem(root: OverwatchRoot, run: int, subsystem: str) -> Subsystem:
     return found
 
 
-def _subsystem_summary(sub: Subsystem) -> dict[str, Any]:
+def open_alarms(root: OverwatchRoot) -> dict[tuple[int, str], int]:
+    """Open (not yet closed) alarms per (run, subsystem)."""
+    counts: dict[tuple[int, str], int] = {}
+    for alarm in root.alarms.values():
+        if alarm.active:
+            key = (alarm.run, alarm.subsystem)
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _subsystem_summary(sub: Subsystem, alarms: int = 0) -> dict[str, Any]:
     # No "age" here: it would change the body (and so the ETag) every second.
     # "quality": rolled-up check quality of the latest slice (Good/Medium/Bad/Null).
-    return {"snapshots": len(sub.snapshots), "last_snapshot": sub.end, "quality": sub.quality}
+    return {
+        "snapshots": len(sub.snapshots),
+        "last_snapshot": sub.end,
+        "quality": sub.quality,
+        "open_alarms": alarms,
+    }
 
 
-def _run_summary(run: Run, now: float, ongoing_seconds: float) -> dict[str, Any]:
+def _run_summary(
+    run: Run, now: float, ongoing_seconds: float, alarms: dict[tuple[int, str], int]
+) -> dict[str, Any]:
+    subsystems = {
+        name: _subsystem_summary(sub, alarms.get((run.number, name), 0))
+        for name, sub in run.subsystems.items()
+    }
     return {
         "run": run.number,
         "start": run.start,
         "end": run.end,
         "ongoing": run.is_ongoing(now, ongoing_seconds),
-        "subsystems": {name: _subsystem_summary(sub) for name, sub in run.subsystems.items()},
+        "open_alarms": sum(s["open_alarms"] for s in subsystems.values()),
+        "subsystems": subsystems,
     }
 
 
@@ -78,8 +100,9 @@ def list_runs(
     high = total - (page - 1) * per_page  # exclusive index into the ascending keys
     low = max(0, high - per_page)
     numbers = list(root.runs.keys()[low:high])[::-1] if high > 0 else []
+    alarms = open_alarms(root) if numbers else {}
     return {
-        "runs": [_run_summary(root.runs[n], now, ongoing_seconds) for n in numbers],
+        "runs": [_run_summary(root.runs[n], now, ongoing_seconds, alarms) for n in numbers],
         "page": page,
         "per_page": per_page,
         "total": total,
@@ -90,10 +113,11 @@ def list_runs(
 def run_detail(root: OverwatchRoot, run: int, now: float, ongoing_seconds: float) -> dict[str, Any]:
     """A run with what the page and API show of each subsystem."""
     found = get_run(root, run)
+    alarms = open_alarms(root)
     subsystems = {}
     for name, sub in found.subsystems.items():
         subsystems[name] = {
-            **_subsystem_summary(sub),
+            **_subsystem_summary(sub, alarms.get((run, name), 0)),
             "start": sub.start,
             "end": sub.end,
             "events": sub.n_events,
@@ -109,6 +133,7 @@ def run_detail(root: OverwatchRoot, run: int, now: float, ongoing_seconds: float
         "start": found.start,
         "end": found.end,
         "ongoing": found.is_ongoing(now, ongoing_seconds),
+        "open_alarms": sum(s["open_alarms"] for s in subsystems.values()),
         "subsystems": subsystems,
     }
 

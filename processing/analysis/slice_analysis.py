@@ -26,6 +26,7 @@ served.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,7 +79,11 @@ class SliceAnalysis:
         return {group: per_group[group].value for group in ranked}
 
     def histogram_qualities(self) -> dict[str, str]:
-        """The worst quality any check gave each histogram (its trends included)."""
+        """The worst quality any check gave each histogram (its trends included); read-only."""
+        return self._histogram_qualities
+
+    @functools.cached_property
+    def _histogram_qualities(self) -> dict[str, str]:
         found: dict[str, list[Quality]] = {}
         for result in self.evaluation.results if self.evaluation else ():
             found.setdefault(result.path, []).append(result.quality)
@@ -86,6 +91,14 @@ class SliceAnalysis:
 
     def check_results(self) -> list[dict[str, Any]]:
         return [result.to_dict() for result in self.evaluation.results] if self.evaluation else []
+
+    @functools.cached_property
+    def checks_by_histogram(self) -> dict[str, list[dict[str, Any]]]:
+        """Check results by histogram path (computed once: pages ask per drawing)."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for result in self.check_results():
+            found.setdefault(result["histogram"], []).append(result)
+        return found
 
     def qualities(self) -> dict[str, Any]:
         return {

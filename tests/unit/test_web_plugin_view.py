@@ -346,3 +346,36 @@ def test_plugin_errors_show_on_the_status_page_and_run_page(site) -> None:
     assert f"{len(errors)} plugin error" in page
     # Processing still served the slice: the histograms are drawn as usual.
     assert drawings(page)
+
+
+def test_each_figure_shows_its_checks_and_pages_count_open_alarms(site) -> None:
+    _app, db, _data_dir, client, browser = site
+    text = browser.get("/runs/1/EMC?group=SM03&slice=latest").data.decode()
+    figure = text[text.index(f">{HOT_MAP}</a>") :].split("</figure>")[0]
+    caption = figure.split("</figcaption>")[0]
+    assert 'data-quality="Bad"' in caption  # the worst check of this histogram, this slice
+    checks = re.findall(
+        r"<li><span [^>]*data-quality=\"(\w+)\"[^<]*</span> <b>([\w-]+)</b>", figure
+    )
+    latest = client.get("/api/runs/1/EMC/view?slice=latest").get_json()
+    want = [
+        (r["quality"], r["check"]) for r in latest["check_results"] if r["histogram"] == HOT_MAP
+    ]
+    assert checks == want and ("Bad", "emc-hot-cells") in checks
+
+    def open_count(ow) -> int:
+        return sum(1 for a in ow.alarms.values() if a.active and (a.run, a.subsystem) == (1, "EMC"))
+
+    count = read(db, open_count)
+    assert count >= 1
+    label = f"{count} open alarm{'s' if count != 1 else ''}"
+    runs = browser.get("/runs").data.decode()
+    assert label in runs and "/alarms?run=1&amp;subsystem=EMC&amp;active=1" in runs
+    assert label in browser.get("/runs/1/EMC").data.decode()
+    listed = client.get("/api/runs/1").get_json()
+    assert (
+        listed["subsystems"]["EMC"]["open_alarms"]
+        == count
+        == listed["open_alarms"]
+        - sum(s["open_alarms"] for name, s in listed["subsystems"].items() if name != "EMC")
+    )
