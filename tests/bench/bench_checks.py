@@ -116,7 +116,8 @@ def _overhead(payloads: list[tuple[float, bytes]], root: Path) -> tuple[float, f
 def _latency(payloads: list[tuple[float, bytes]], root: Path) -> list[float]:
     data = root / "latency"
     db = open_db(f"file://{root / 'latency.fs'}")
-    settings = AlarmSettings()
+    # K=1: the latency of processing (snapshot -> alarm), not of the episode rule.
+    settings = AlarmSettings(open_after=1)
     dispatcher = build_dispatcher(settings, min_interval=0.0)
     pipeline = Pipeline(
         data, db, ProcessingSettings(), checks=load_engine(),
