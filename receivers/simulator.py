@@ -1,13 +1,32 @@
 """A deterministic detector simulator: the trigger-farm mergers, as a library.
 
 :class:`DetectorSimulator` keeps cumulative histograms per subsystem (the sets
-of :mod:`receivers.simulator_sets`) and advances simulated time in fixed steps
-(``tick``, 1 s by default). Each step draws a Poisson number of events per
-subsystem and Poisson fills per bin, so the content at a given simulated time
-depends only on the seed, the settings and the fault schedule, never on how
-``advance`` was called (``advance(60)`` equals sixty ``advance(1)``). Payload
-bytes still differ between calls because ROOT files carry a creation time and
-a UUID; the histogram contents do not.
+of :mod:`receivers.simulator_sets`) over simulated time. Events accumulate
+continuously, as in a real merger: whenever a subsystem's content is asked for
+(:meth:`~DetectorSimulator.snapshot`, :meth:`~DetectorSimulator.payload`,
+:meth:`~DetectorSimulator.events`, :meth:`~DetectorSimulator.version`) the
+subsystem is filled with the events of exactly the simulated time elapsed
+since its last fill, ``dt``: a Poisson number with mean ``event_rate * dt *
+rate_factor`` and Poisson bin fills for those events. A snapshot is therefore
+cut whenever a receiver asks, and a slice between two snapshots holds the
+events of its real, possibly uneven, length with only Poisson fluctuation: a
+2.5 s slice has ~2.5 s of events, never "2 or 3 ticks".
+
+A fill never straddles a fault boundary (``at_minute``/``until_minute``) or a
+run boundary: it is split there, so faults start and end at their exact
+simulated time whatever the request times. ``tick`` (optional) caps the length
+of one fill; it changes nothing statistically (a sum of Poisson draws is a
+Poisson draw) and is kept for callers that want fine-grained fills.
+
+Determinism: each subsystem has its own random stream, so its content depends
+only on the seed, the settings, the fault schedule and the simulated times at
+which it was filled (the times its content was asked for, plus run ends).
+The same seed and the same sequence of calls give the same histograms, bin by
+bin. Different call sequences give statistically equivalent content, but not
+equal bins: ``advance(60)`` and sixty ``advance(1)`` followed by a snapshot are
+equal (both fill once, 60 s), a snapshot after each ``advance(1)`` is not.
+Payload bytes differ between calls anyway because ROOT files carry a creation
+time and a UUID.
 
 Runs: the simulator starts in run ``run``. With ``run_seconds`` it stops the
 run after that long, keeps the final content unchanged (a sender still
@@ -73,6 +92,7 @@ class _Subsystem:
         self.profiles = [i for i, s in enumerate(self.specs) if s.kind == "profile"]
         self.faults = faults
         self.done_resets: set[int] = set()  # one-shot faults already fired in this run
+        self.filled_to = 0.0  # simulated seconds (since the simulator's start) already filled
         self.version = 0
         self.reset()
         self._active: tuple[int, ...] = ()
@@ -88,6 +108,12 @@ class _Subsystem:
         self.version += 1
 
     # -- faults ----------------------------------------------------------------
+    def boundaries(self) -> list[float]:
+        """Minutes of the run at which this subsystem's fault state changes."""
+        out = {f.at_minute for f in self.faults}
+        out.update(f.until_minute for f in self.faults if f.until_minute is not None)
+        return sorted(out)
+
     def apply_faults(self, minute: float) -> None:
         for number, fault in enumerate(self.faults):
             if (
@@ -164,6 +190,13 @@ class _Subsystem:
         return [(self._flat(p["histogram"], tuple(int(b) for b in row)), 0.0) for row in grid]
 
     # -- filling ---------------------------------------------------------------
+    def fill_span(self, seconds: float, minute: float, event_rate: float) -> None:
+        """Fill ``seconds`` of events under the faults active at run minute ``minute``."""
+        self.apply_faults(minute)
+        if seconds <= 0:
+            return
+        self.fill(int(self.rng.poisson(event_rate * seconds * self.rate_factor)))
+
     def fill(self, events: int) -> None:
         if events <= 0:
             return
@@ -220,13 +253,13 @@ class DetectorSimulator:
         event_rate: float = 1000.0,
         faults: Iterable[Fault | Mapping[str, Any]] = (),
         start_time: float | None = None,
-        tick: float = 1.0,
+        tick: float | None = None,
         mode: str = "B",
         run_seconds: float | None = None,
         gap_seconds: float = 0.0,
     ) -> None:
-        if tick <= 0 or event_rate < 0:
-            raise ValueError("tick must be > 0 and event_rate >= 0")
+        if (tick is not None and tick <= 0) or event_rate < 0:
+            raise ValueError("tick must be > 0 (or None) and event_rate >= 0")
         schedule = [
             f if isinstance(f, Fault) else Fault.from_dict(f, f"faults[{n}]")
             for n, f in enumerate(faults)
@@ -235,6 +268,13 @@ class DetectorSimulator:
         if not names:
             raise ValueError("at least one subsystem is needed")
         self.subsystems = names
+        for n, fault in enumerate(schedule):
+            if fault.subsystem not in names:
+                raise FaultError(
+                    f"fault {n} ({fault.kind} from minute {fault.at_minute:g}) is for "
+                    f"{fault.subsystem}, which is not simulated (subsystems: {', '.join(names)}); "
+                    "remove it from the schedule or simulate that subsystem"
+                )
         self._state = {
             name: _Subsystem(name, seed, histograms, [f for f in schedule if f.subsystem == name])
             for name in names
@@ -246,12 +286,11 @@ class DetectorSimulator:
         self.run = run
         self.mode = mode
         self.event_rate = float(event_rate)
-        self.tick = float(tick)
+        self.tick = None if tick is None else float(tick)
         self.start_time = time.time() if start_time is None else float(start_time)
         self.run_seconds = run_seconds
         self.gap_seconds = float(gap_seconds)
         self.elapsed = 0.0  # simulated seconds since start_time
-        self._filled = 0.0  # simulated seconds already turned into fills (whole ticks)
         self.running = True
         self.run_started = 0.0
         self.run_stopped = 0.0
@@ -267,44 +306,80 @@ class DetectorSimulator:
         """Simulated minutes since the current run started."""
         return (self.elapsed - self.run_started) / 60.0
 
+    def content_time(self, subsystem: str | None = None) -> float:
+        """The simulated unix time that the subsystem's content corresponds to.
+
+        While a run is going this is :attr:`now` (content is filled up to the
+        moment it is asked for); after the run stopped it is the stop time.
+        """
+        state = self._fill(self._subsystem(subsystem))
+        return self.start_time + state.filled_to
+
     def advance(self, seconds: float) -> None:
-        """Move simulated time forward, filling every whole tick passed."""
+        """Move simulated time forward; fills happen when content is asked for.
+
+        Run ends and starts that fall in the interval happen at their exact
+        time: every subsystem is filled up to the end of run first.
+        """
         if seconds < 0:
             raise ValueError("time only moves forward")
-        self.elapsed += seconds
-        while self._filled + self.tick <= self.elapsed + 1e-9:
-            self._step(self._filled)
-            self._filled += self.tick
+        target = self.elapsed + seconds
+        while self.run_seconds:
+            if self.running:
+                at = self.run_started + self.run_seconds
+                if at > target:
+                    break
+                self.stop_run(at=at)
+            else:
+                at = self.run_stopped + self.gap_seconds
+                if at > target:
+                    break
+                self.start_run(self.run + 1, at=at)
+        self.elapsed = target
 
-    def _step(self, t: float) -> None:
-        if self.running and self.run_seconds and t - self.run_started >= self.run_seconds:
-            self.stop_run(at=t)
-        elif not self.running and self.run_seconds and t - self.run_stopped >= self.gap_seconds:
-            self.start_run(self.run + 1, at=t)
-        if not self.running:
-            return
-        minute = (t - self.run_started) / 60.0
-        for state in self._state.values():
-            state.apply_faults(minute)
-            events = int(state.rng.poisson(self.event_rate * self.tick * state.rate_factor))
-            state.fill(events)
+    def _fill(self, state: _Subsystem, until: float | None = None) -> _Subsystem:
+        """Fill ``state`` with the events from its last fill up to ``until`` (default: now).
+
+        The span is cut at the subsystem's fault boundaries and in pieces of at
+        most ``tick`` seconds; each piece is one Poisson draw under the faults
+        active in it (judged at its middle, so a boundary never rounds the wrong way).
+        """
+        until = self.elapsed if until is None else until
+        if not self.running or until <= state.filled_to:
+            return state
+        cuts = [self.run_started + 60.0 * m for m in state.boundaries()]
+        t = state.filled_to
+        while t < until:
+            end = min([until, *(c for c in cuts if c > t)])
+            if self.tick is not None:
+                end = min(end, t + self.tick)
+            middle = 0.5 * (t + end)
+            state.fill_span(end - t, (middle - self.run_started) / 60.0, self.event_rate)
+            t = end
+        state.filled_to = until
+        return state
 
     def start_run(self, run: int, at: float | None = None) -> None:
         """Begin ``run`` from empty histograms (fault minutes count from here)."""
+        at = self.elapsed if at is None else float(at)
         self.run = int(run)
         self.running = True
-        self.run_started = self.elapsed if at is None else at
+        self.run_started = at
         for state in self._state.values():
             state.reset()
             state.done_resets.clear()
             state._active = ()
             state.rate_factor, state.rate = 1.0, state.base_rate.copy()
+            state.filled_to = at
         log.info("simulated run %d started", self.run)
 
     def stop_run(self, at: float | None = None) -> None:
-        """End the run: contents freeze, payloads repeat unchanged."""
+        """End the run: every subsystem is filled up to ``at``, then contents freeze."""
+        at = self.elapsed if at is None else float(at)
+        for state in self._state.values():
+            self._fill(state, at)
         self.running = False
-        self.run_stopped = self.elapsed if at is None else at
+        self.run_stopped = at
         log.info("simulated run %d stopped", self.run)
 
     def _subsystem(self, subsystem: str | None) -> _Subsystem:
@@ -319,20 +394,20 @@ class DetectorSimulator:
         return self._state[subsystem]
 
     def events(self, subsystem: str | None = None) -> int:
-        """Events filled so far in the current cumulative segment."""
-        return self._subsystem(subsystem).events
+        """Events filled so far in the current cumulative segment (filled up to now)."""
+        return self._fill(self._subsystem(subsystem)).events
 
     def version(self, subsystem: str | None = None) -> tuple[int, int]:
-        """Changes whenever the subsystem's content (or the run) changes."""
-        return (self.run, self._subsystem(subsystem).version)
+        """Changes whenever the subsystem's content (or the run) changes (filled up to now)."""
+        return (self.run, self._fill(self._subsystem(subsystem)).version)
 
     def snapshot(self, subsystem: str | None = None) -> dict[str, Histogram]:
-        """The current cumulative histograms of a subsystem, by path."""
-        return self._subsystem(subsystem).histograms()
+        """The cumulative histograms of a subsystem, filled up to now, by path."""
+        return self._fill(self._subsystem(subsystem)).histograms()
 
     def payload(self, subsystem: str | None = None) -> bytes:
         """ROOT file bytes of :meth:`snapshot`, regenerated only when the content changed."""
-        state = self._subsystem(subsystem)
+        state = self._fill(self._subsystem(subsystem))
         version = self.version(state.name)
         cached = self._payloads.get(state.name)
         if cached is None or cached[0] != version:

@@ -11,9 +11,13 @@ Framing (see :mod:`receivers.wire`):
   ``[topic, header, payload]`` with topic = the subsystem name.
 
 Simulated time runs ``speed`` times faster than wall time, so a test can
-simulate 30 minutes in 30 s at ``speed=60``. The header timestamp is the
-simulated time (omitted with ``timestamps=False``, then receivers name files
-by their receive time). ``seq`` counts the messages sent per subsystem from 1.
+simulate 30 minutes in 30 s at ``speed=60``. Each request (or publication)
+first brings the simulation to the simulated time of that moment, and the
+payload holds every event up to it (the simulator fills continuously, so
+snapshots are cut whenever asked, not on a grid). The header timestamp is the
+simulated time the content corresponds to: that moment while a run is going,
+the end of run after it stopped (omitted with ``timestamps=False``, then
+receivers name files by their receive time). ``seq`` counts the messages sent per subsystem from 1.
 With ``dump_dir`` every sent payload is also written there as
 ``<SYS>.<seq:06d>.root`` with its header beside it as ``<SYS>.<seq:06d>.json``,
 so tests can compare what a receiver stored with what was sent.
@@ -75,21 +79,22 @@ class SimulatorServer:
         self._sim_start = simulator.elapsed
 
     def _catch_up(self) -> None:
-        """Advance the simulation to the simulated time of now."""
+        """Advance the simulated clock to the simulated time of this wall-clock moment."""
         target = self._sim_start + (time.monotonic() - self._wall_start) * self.speed
         if target > self.simulator.elapsed:
             self.simulator.advance(target - self.simulator.elapsed)
 
     def message(self, subsystem: str) -> tuple[wire.Header, bytes]:
         """Header and payload of the next message for ``subsystem`` (counts ``seq``)."""
-        payload = self.simulator.payload(subsystem)
+        payload = self.simulator.payload(subsystem)  # filled up to the simulated now
         self.seq[subsystem] += 1
+        content_time = self.simulator.content_time(subsystem)
         header = wire.Header(
             run=self.simulator.run,
             subsystem=subsystem,
             mode=self.simulator.mode,
             seq=self.seq[subsystem],
-            timestamp=round(self.simulator.now, 3) if self.timestamps else None,
+            timestamp=round(content_time, 3) if self.timestamps else None,
         )
         if self.dump_dir is not None:
             stem = f"{subsystem}.{header.seq:06d}"
