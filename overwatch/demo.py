@@ -11,6 +11,15 @@ With ``--duration`` the demo also checks itself before stopping, so it doubles
 as a smoke test: every subsystem must have snapshots, slices and histograms
 served as JSON, else it exits non-zero.
 
+Faults: the simulator follows a fault schedule so that qualities turn Bad and
+alarms open and close in the first minutes: ``config/faults/demo.yaml``
+(package data, documented there) by default, another file with ``--faults
+FILE``, none with ``--no-faults``. The schedule is checked before anything
+starts (by ``overwatch simulate --list-faults``, the simulator's own check: a
+malformed fault or one for a subsystem the demo does not simulate stops the
+demo with that message) and printed, one line per fault with the minutes it
+starts and ends.
+
 This module only starts processes and speaks HTTP; like the rest of the core
 it imports none of the receivers, processing or webapp packages.
 """
@@ -21,6 +30,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -40,6 +50,7 @@ from overwatch.store.layout import DataDir
 log = logging.getLogger(__name__)
 
 TEMPLATE = resource("supervisord.conf.template")
+DEFAULT_FAULTS = resource("faults/demo.yaml")
 SUBSYSTEMS = ("EMC", "TPC", "HLT")
 DEMO_USER = "demo"
 
@@ -61,6 +72,7 @@ class DemoPlan:
     sim_port: int
     notify_port: int
     web_host: str = "127.0.0.1"
+    faults: Path | None = None
 
     @property
     def db_uri(self) -> str:
@@ -86,7 +98,29 @@ class DemoPlan:
             run=self.run,
             interval=self.interval,
             logs=self.data_dir / "logs",
+            simulator_faults=f"--faults {shlex.quote(str(self.faults))}" if self.faults else "",
         )
+
+
+class DemoFaultError(ValueError):
+    """The fault schedule given to the demo cannot be used; the message says why."""
+
+
+def fault_schedule(bin_dir: Path, faults: Path) -> list[str]:
+    """One line per fault of ``faults``, checked by the simulator the demo will run.
+
+    The check is the simulator's own (``overwatch simulate --list-faults``), so
+    the demo refuses exactly what its simulator would refuse at start.
+    """
+    done = subprocess.run(
+        [str(bin_dir / "overwatch"), "simulate", "--subsystems", ",".join(SUBSYSTEMS),
+         "--faults", str(faults), "--list-faults"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if done.returncode != 0:
+        reason = done.stderr.strip().removeprefix("overwatch simulate: ")
+        raise DemoFaultError(f"fault schedule {faults}: {reason or 'rejected by the simulator'}")
+    return [line for line in done.stdout.splitlines() if line.strip()]
 
 
 def _wait_for(check, timeout: float, what: str) -> None:
@@ -166,20 +200,35 @@ def run_demo(
     interval: float = 2.0,
     keep: bool = False,
     host: str = "127.0.0.1",
+    faults: Path | None = DEFAULT_FAULTS,
     say: Callable[[str], None] = log.info,
 ) -> int:
     """Start everything, tell the URL and a login, run until Ctrl-C or ``duration``.
 
-    ``say`` receives what the person running the demo must read (the command
-    passes ``print``); errors go to the log.
+    ``faults`` is the simulator's fault schedule (None: no faults); it is
+    checked and told before anything starts. ``say`` receives what the person
+    running the demo must read (the command passes ``print``); errors go to the log.
     """
+    bin_dir = Path(sys.executable).parent
+    if faults is not None:
+        faults = Path(faults).resolve()
+        try:
+            schedule = fault_schedule(bin_dir, faults)
+        except DemoFaultError as error:
+            log.error("%s", error)
+            return 2
+        say(f"simulated faults ({faults}), in minutes of the run:")
+        for line in schedule or ["(the schedule is empty)"]:
+            say(f"  {line}")
+    else:
+        say("simulated faults: none (--no-faults)")
     data_dir = data_dir.resolve()
     if data_dir.exists() and not keep:
         shutil.rmtree(data_dir)
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     plan = DemoPlan(
         data_dir=data_dir,
-        bin_dir=Path(sys.executable).parent,
+        bin_dir=bin_dir,
         web_port=web_port,
         run=run,
         interval=interval,
@@ -187,6 +236,7 @@ def run_demo(
         sim_port=free_port(),
         notify_port=free_port(),
         web_host=host,
+        faults=faults,
     )
     if _port_open(web_port):
         log.error("port %d is already in use; choose another with --port", web_port)
@@ -266,6 +316,17 @@ def register(subparsers) -> None:
     parser.add_argument("--duration", type=float, help="stop after SECONDS and check the result")
     parser.add_argument("--run", type=int, default=1, help="simulated run number")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between snapshots")
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument(
+        "--faults",
+        type=Path,
+        default=DEFAULT_FAULTS,
+        metavar="FILE",
+        help="fault schedule of the simulator (default: the shipped config/faults/demo.yaml)",
+    )
+    chosen.add_argument(
+        "--no-faults", action="store_true", help="simulate healthy detectors, no faults"
+    )
     parser.set_defaults(
         handler=lambda args: run_demo(
             args.data_dir,
@@ -274,6 +335,7 @@ def register(subparsers) -> None:
             run=args.run,
             interval=args.interval,
             host=args.host,
+            faults=None if args.no_faults else args.faults,
             say=lambda line: print(line, flush=True),
         )
     )

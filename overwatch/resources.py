@@ -12,7 +12,8 @@ package importable in an editable install, where a namespace package would not
 be found:
 
 - ``overwatch.defaults`` is ``config/``: ``overwatch.yaml`` (the documented
-  defaults) and ``checks.yaml``;
+  defaults), ``checks.yaml`` and ``faults/demo.yaml`` (the demo's fault
+  schedule; a subfolder needs no ``__init__.py``, the ``**/*.yaml`` glob ships it);
 - ``overwatch.docker`` is ``docker/``: ``supervisord.conf.template`` (the
   Dockerfile and compose file stay in the repository and are not shipped).
 
@@ -30,6 +31,7 @@ from pathlib import Path
 RESOURCES = {
     "overwatch.yaml": "overwatch.defaults",
     "checks.yaml": "overwatch.defaults",
+    "faults/demo.yaml": "overwatch.defaults",
     "supervisord.conf.template": "overwatch.docker",
 }
 

@@ -39,6 +39,9 @@ def _simulate(args: argparse.Namespace) -> int:
     from receivers.simulator import DetectorSimulator, FaultError, load_faults
     from receivers.simulator_server import SimulatorServer
 
+    if not args.bind and not args.list_faults:
+        print("overwatch simulate: --bind is required (e.g. tcp://127.0.0.1:5555)", file=sys.stderr)
+        return 2
     settings = _settings(args)
     if settings is None:
         return 2
@@ -56,7 +59,11 @@ def _simulate(args: argparse.Namespace) -> int:
             mode=args.mode,
             run_seconds=args.run_minutes * 60 if args.run_minutes else None,
             gap_seconds=args.gap_minutes * 60,
-        )
+        )  # checks every fault against the simulated subsystems and histograms
+        if args.list_faults:
+            for fault in sorted(faults, key=lambda f: f.at_minute):
+                print(fault.describe())
+            return 0
         server = SimulatorServer(
             simulator,
             args.bind,
@@ -74,6 +81,8 @@ def _simulate(args: argparse.Namespace) -> int:
         f"simulating {','.join(simulator.subsystems)} on {server.endpoint} ({args.pattern})",
         flush=True,
     )
+    for fault in sorted(faults, key=lambda f: f.at_minute):
+        print(f"  fault {fault.describe()}", flush=True)
     server.serve(stop)
     return 0
 
@@ -121,7 +130,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--subsystems", default="EMC,TPC,HLT", help="comma-separated (default EMC,TPC,HLT)"
     )
     sim.add_argument(
-        "--bind", required=True, help="e.g. tcp://127.0.0.1:5555 (port * picks a free one)"
+        "--bind", help="e.g. tcp://127.0.0.1:5555 (port * picks a free one); required to serve"
     )
     sim.add_argument("--pattern", choices=("rep", "pub"), default="rep")
     sim.add_argument("--run", type=int, default=1, help="first run number (default 1)")
@@ -132,7 +141,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--interval", type=float, help="seconds between published snapshots (pub)")
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
     sim.add_argument("--event-rate", type=float, help="events per simulated second")
-    sim.add_argument("--faults", help="YAML file with the fault schedule")
+    sim.add_argument(
+        "--faults", help="YAML file with the fault schedule (see config/faults/demo.yaml)"
+    )
+    sim.add_argument(
+        "--list-faults",
+        action="store_true",
+        help="check the --faults schedule against the simulated subsystems, print one line "
+        "per fault (when it starts and ends) and exit",
+    )
     sim.add_argument("--mode", default="B", help="mode field of the header (default B)")
     sim.add_argument(
         "--run-minutes", type=float, default=0.0, help="end each run after M minutes (0: never)"

@@ -65,7 +65,13 @@ import numpy as np
 
 from overwatch import rootio
 from overwatch.histogram import Histogram
-from receivers.simulator_faults import FAULT_KINDS, Fault, FaultError, load_faults
+from receivers.simulator_faults import (
+    FAULT_KINDS,
+    Fault,
+    FaultError,
+    check_subsystems,
+    load_faults,
+)
 from receivers.simulator_sets import EMC_COLUMNS, EMC_ROWS, Spec, build_specs
 
 __all__ = ["FAULT_KINDS", "DetectorSimulator", "Fault", "FaultError", "load_faults"]
@@ -268,13 +274,7 @@ class DetectorSimulator:
         if not names:
             raise ValueError("at least one subsystem is needed")
         self.subsystems = names
-        for n, fault in enumerate(schedule):
-            if fault.subsystem not in names:
-                raise FaultError(
-                    f"fault {n} ({fault.kind} from minute {fault.at_minute:g}) is for "
-                    f"{fault.subsystem}, which is not simulated (subsystems: {', '.join(names)}); "
-                    "remove it from the schedule or simulate that subsystem"
-                )
+        check_subsystems(schedule, names)
         self._state = {
             name: _Subsystem(name, seed, histograms, [f for f in schedule if f.subsystem == name])
             for name in names

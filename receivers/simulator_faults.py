@@ -6,6 +6,9 @@ mapping with a ``faults`` list)::
 
     - {at_minute: 5, kind: hot_channel, subsystem: EMC, cell: [3, 10, 5], factor: 50}
     - {at_minute: 8, until_minute: 12, kind: rate_drop, subsystem: TPC, factor: 0.1}
+
+``config/faults/demo.yaml`` (package data of ``overwatch.defaults``) is the
+documented example, and the schedule ``overwatch demo`` uses by default.
 """
 
 from __future__ import annotations
@@ -78,10 +81,36 @@ class Fault:
             raise FaultError(f"{where}: dead_region needs 'supermodule' or 'histogram' and 'bins'")
         return cls(kind, subsystem, float(at), None if until is None else float(until), params)
 
+    @property
+    def when(self) -> str:
+        """The fault's time span in words, e.g. ``from minute 3 to minute 7``."""
+        if self.kind == "counter_reset":
+            return f"at minute {self.at_minute:g}"
+        if self.until_minute is None:
+            return f"from minute {self.at_minute:g} to the end of the run"
+        return f"from minute {self.at_minute:g} to minute {self.until_minute:g}"
+
+    def describe(self) -> str:
+        """One line for a person: when, where, what (e.g. for the demo's start-up schedule)."""
+        details = " ".join(f"{k} {v}" for k, v in self.params.items())
+        return f"{self.when}: {self.subsystem} {self.kind}" + (f" ({details})" if details else "")
+
     def active(self, minute: float) -> bool:
         return minute >= self.at_minute and (
             self.until_minute is None or minute < self.until_minute
         )
+
+
+def check_subsystems(faults: Iterable[Fault], subsystems: Iterable[str]) -> None:
+    """Refuse a fault whose subsystem is not simulated: it would silently never happen."""
+    names = list(subsystems)
+    for number, fault in enumerate(faults):
+        if fault.subsystem not in names:
+            raise FaultError(
+                f"faults[{number}] ({fault.kind} {fault.when}) is for "
+                f"{fault.subsystem}, which is not simulated (subsystems: {', '.join(names)}); "
+                "remove it from the schedule or simulate that subsystem"
+            )
 
 
 def load_faults(source: str | Path | Iterable[Mapping[str, Any]]) -> list[Fault]:

@@ -53,6 +53,11 @@ def test_demo_duration_serves_every_subsystem_and_stops_cleanly(tmp_path: Path) 
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert f"http://127.0.0.1:{port}/" in output
+    # The shipped fault schedule is told at start and reaches the simulator.
+    assert "simulated faults (" in output and "EMC dead_region (supermodule 7)" in output
+    assert "--faults" in (data_dir / "supervisord.conf").read_text()
+    simulator_log = (data_dir / "logs" / "simulator.log").read_text()
+    assert "fault from minute 4 to minute 6: TPC rate_drop" in simulator_log
     assert re.search(r"login: demo\s+password: \S{8,}", output)
     for subsystem in ("EMC", "TPC", "HLT"):
         line = re.search(
