@@ -48,7 +48,11 @@ Faults are data (``Fault.from_dict`` or a YAML list, :func:`load_faults`);
 * ``counter_reset``: once, at ``at_minute``, every histogram restarts from
   zero, as when a merger restarts in the middle of a run.
 
-The schedule itself is parsed and checked in :mod:`receivers.simulator_faults`.
+The schedule itself is parsed and checked in :mod:`receivers.simulator_faults`;
+the simulator also refuses, at construction, a fault for a subsystem it does
+not simulate and a target (histogram, bin, cell) that does not exist, so a
+typo fails at start instead of silently never happening.
+``config/faults/demo.yaml`` is a documented example (the demo's schedule).
 
 The socket server built on this lives in :mod:`receivers.simulator_server`.
 """
