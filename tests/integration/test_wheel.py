@@ -36,6 +36,7 @@ PACKAGES = ("overwatch", "receivers", "processing", "webapp")
 SHIPPED = (
     "overwatch/defaults/overwatch.yaml",
     "overwatch/defaults/checks.yaml",
+    "overwatch/defaults/faults/demo.yaml",
     "overwatch/docker/supervisord.conf.template",
     "webapp/static/jsroot/build/jsroot.js",
     "webapp/templates/base.html",
