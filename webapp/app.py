@@ -30,6 +30,7 @@ from webapp import (
     api,
     auth,
     download,
+    overview,
     pages,
     plugin_view,
     queries,
@@ -90,6 +91,7 @@ def create_app(
     for blueprint in (alarms.bp, trends.bp, plugin_view.bp):  # plugins, qualities, alarms, trends
         app.register_blueprint(blueprint)
     app.register_blueprint(slices.bp)  # on-demand time slices
+    app.register_blueprint(overview.bp)  # subsystems x runs, pies of qualities
     app.after_request(_finish)
     _register_errors(app)
     _register_template_helpers(app)

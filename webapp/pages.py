@@ -19,6 +19,7 @@ from flask import Blueprint, Response, g, redirect, render_template, request, ur
 
 import processing
 from overwatch.plugins import DefaultPlugin, load_errors, load_plugin, validate_options
+from overwatch.quality import Quality
 from webapp import queries, views
 from webapp.context import overwatch, resources
 
@@ -107,6 +108,35 @@ def drawing(resolved: Any, path: str, group: str, args: dict[str, str]) -> dict[
     }
 
 
+def quality_filter() -> str | None:
+    """``?quality=Bad``: only the histograms of that quality (any case; a typo is a 400)."""
+    text = request.args.get("quality", "").strip()
+    if not text:
+        return None
+    try:
+        return Quality.parse(text).value
+    except ValueError as error:
+        raise queries.BadRequest(str(error)) from None
+
+
+def filtered(
+    resolved: Any, groups: dict[str, list[str]], group: str, quality: str | None
+) -> tuple[list[str], str]:
+    """(paths shown, group): the group's paths, or with a quality filter those of that quality.
+
+    The filter answers "which histograms are Bad?": without an explicit ``group`` it looks
+    through every group (each path once), the way the overview counted them. A histogram
+    no check looked at is Null, as there.
+    """
+    if quality is None:
+        return list(groups.get(group, ())), group
+    qualities = resolved.view.analysis.histogram_qualities() if resolved is not None else {}
+    explicit = request.args.get("group", "") in groups
+    pools = [groups[group]] if explicit else list(groups.values())
+    paths = dict.fromkeys(p for pool in pools for p in pool if qualities.get(p, "Null") == quality)
+    return list(paths), group if explicit else ""
+
+
 @bp.route("/")
 def index() -> Response:
     return redirect(url_for("pages.runs"))
@@ -145,7 +175,9 @@ def subsystem_page(run: int, subsystem: str) -> str:
     group = request.args.get("group", "")
     if group not in groups:
         group = next(iter(groups), "")
-    shown = [drawing(resolved, path, group, args) for path in groups.get(group, ())]
+    quality = quality_filter()
+    paths, group = filtered(resolved, groups, group, quality)
+    shown = [drawing(resolved, path, group, args) for path in paths]
     return render_template(
         "run.html",
         detail=detail,
@@ -154,6 +186,8 @@ def subsystem_page(run: int, subsystem: str) -> str:
         group=group,
         shown=shown,
         args=args,
+        quality_filter=quality,
+        search=request.args.get("q", "")[:MAX_OPTION_LENGTH],
         pv=plugin_bar(run, subsystem, resolved, option_errors),
         snapshots=queries.snapshot_files(root, run, subsystem),
         errors=queries.recent_errors(root, run, subsystem),

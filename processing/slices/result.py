@@ -155,9 +155,18 @@ class SliceView:
         obj = stack_json(spec.name, spec.title, [self.shown(m) for m in spec.members])
         option = self.draw_option(path)
         obj["fOption"] = option
-        if "nostack" in option.lower():  # drawn over each other: filled members would hide the rest
+        nostack = "nostack" in option.lower()
+        if nostack:  # drawn over each other: filled members would hide the rest
             for member in obj["fHists"]["arr"]:
                 member["fFillStyle"] = 0
+        members = obj["fHists"]["arr"]
+        if len(members) > 1:
+            # JSROOT draws the functions of each member it draws, and a THStack has no list
+            # of its own: the legend rides on the last member (drawn last, so on top).
+            legend = stack_legend(members, spec.members, "l" if nostack else "f")
+            members[-1]["fFunctions"] = {
+                "_typename": "TList", "name": "TList", "arr": [legend], "opt": [""],
+            }  # fmt: skip
         return obj
 
     def shown_all(self) -> dict[str, Histogram]:
@@ -296,3 +305,52 @@ class SliceTrends(Mapping):
 
 
 __all__ = ["SliceTrends", "SliceView", "default_display"]
+
+
+# -- the legend of a stack ------------------------------------------------------------------
+#: Entries per legend column before a second column is used.
+LEGEND_ROWS = 6
+
+
+def legend_labels(paths: tuple[str, ...] | list[str]) -> list[str]:
+    """What tells the members apart: the path segments not common to all of them."""
+    split = [path.split("/") for path in paths]
+    common = set.intersection(*(set(enumerate(parts)) for parts in split)) if split else set()
+    labels = []
+    for path, parts in zip(paths, split, strict=True):
+        own = [part for index, part in enumerate(parts) if (index, part) not in common]
+        labels.append("/".join(own) or path)
+    return labels
+
+
+def stack_legend(members: list[dict], paths: tuple[str, ...], option: str) -> dict:
+    """A TLegend (TBufferJSON) naming each member in its colour; JSROOT's TPavePainter draws it.
+
+    Entries carry their own line/fill/marker attributes (no ``fObject`` references), so the
+    legend needs nothing but itself; top right, in two columns beyond ``LEGEND_ROWS``.
+    """
+    columns = 1 if len(members) <= LEGEND_ROWS else 2
+    rows = -(-len(members) // columns)
+    entries = [
+        {
+            "_typename": "TLegendEntry", "fUniqueID": 0, "fBits": 0,
+            "fTextAlign": 0, "fTextAngle": 0, "fTextColor": 0, "fTextFont": 42, "fTextSize": 0,
+            "fLineColor": member.get("fLineColor", 1), "fLineStyle": 1, "fLineWidth": 2,
+            "fFillColor": member.get("fFillColor", 0), "fFillStyle": 1001 if "f" in option else 0,
+            "fMarkerColor": member.get("fMarkerColor", 1), "fMarkerStyle": 1, "fMarkerSize": 1,
+            "fObject": None, "fLabel": label, "fOption": option,
+        }
+        for member, label in zip(members, legend_labels(paths), strict=True)
+    ]  # fmt: skip
+    height = min(0.6, 0.06 * rows + 0.02)
+    return {
+        "_typename": "TLegend", "fUniqueID": 0, "fBits": 0, "fName": "legend", "fTitle": "",
+        "fLineColor": 1, "fLineStyle": 1, "fLineWidth": 1, "fFillColor": 0, "fFillStyle": 1001,
+        "fX1": 0, "fY1": 0, "fX2": 0, "fY2": 0, "fBorderSize": 1, "fInit": 0,
+        "fShadowColor": 1, "fCornerRadius": 0, "fOption": "brNDC",
+        "fX1NDC": 0.98 - 0.2 * columns, "fY1NDC": 0.9 - height, "fX2NDC": 0.98, "fY2NDC": 0.9,
+        "fTextAngle": 0, "fTextSize": 0, "fTextAlign": 12, "fTextColor": 1, "fTextFont": 42,
+        "fPrimitives": {"_typename": "TList", "name": "TList", "arr": entries,
+                        "opt": [""] * len(entries)},
+        "fEntrySeparation": 0.1, "fMargin": 0.25, "fNColumns": columns, "fColumnSeparation": 0,
+    }  # fmt: skip

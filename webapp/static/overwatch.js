@@ -21,11 +21,24 @@ function loadJsroot() {
   if (!jsrootPromise) {
     jsrootPromise = import(document.body.dataset.jsroot).then((J) => {
       J.settings.ZoomWheel = false; // scrolling the page must not zoom a histogram
+      J.settings.DarkMode = document.documentElement.dataset.theme === 'dark'; // dark-mode hook below
       return J;
     });
   }
   return jsrootPromise;
 }
+
+// Dark-mode hook (comfort.js owns the theme and sends 'ow:theme'): JSROOT's own dark mode,
+// settings.DarkMode for canvases drawn from now on, changeDarkMode() for those on the page.
+document.addEventListener('ow:theme', (event) => {
+  if (!jsrootPromise) return;
+  jsrootPromise.then((J) => {
+    J.settings.DarkMode = Boolean(event.detail && event.detail.dark);
+    document.querySelectorAll('.root_canvas').forEach((svg) => {
+      J.getElementCanvPainter(svg.parentElement)?.changeDarkMode(J.settings.DarkMode);
+    });
+  });
+});
 
 function showError(div, message) {
   div.classList.add('ow-drawing-error');
