@@ -129,6 +129,7 @@ class WebSettings:
     login_attempts_per_minute: int = _bounded(10, gt=0)
     secure_cookies: bool = False
     slice_cache_entries: int = _bounded(16, ge=1)
+    layouts_dir: str = ""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ be found:
 
 - ``overwatch.defaults`` is ``config/``: ``overwatch.yaml`` (the documented
   defaults), ``checks.yaml`` and ``faults/demo.yaml`` (the demo's fault
-  schedule; a subfolder needs no ``__init__.py``, the ``**/*.yaml`` glob ships it);
+  schedule; a subfolder needs no ``__init__.py``, the ``**/*.yaml`` glob ships it)
+  and ``layouts/`` (the web's dashboard layouts, a folder of YAML files);
 - ``overwatch.docker`` is ``docker/``: ``supervisord.conf.template`` (the
   Dockerfile and compose file stay in the repository and are not shipped).
 
@@ -32,6 +33,7 @@ RESOURCES = {
     "overwatch.yaml": "overwatch.defaults",
     "checks.yaml": "overwatch.defaults",
     "faults/demo.yaml": "overwatch.defaults",
+    "layouts": "overwatch.defaults",  # a folder: the shipped dashboard layouts
     "supervisord.conf.template": "overwatch.docker",
 }
 

@@ -6,8 +6,9 @@ overrides (``db=``, ``data_dir=``, ``secret_key=``). Blueprints, one per area:
 ``api`` (JSON), ``status`` (data-path health) and ``download`` (snapshot files).
 ``alarms`` (list, acknowledge), ``trends`` (time graphs), ``plugin_view``
 (what a plugin made of a slice, plugin health), ``reference`` (comparison with a
-reference run) and ``slices`` (on-demand slices). Blueprints share helpers
-(``views``, ``queries``, ``context``, ``http``, ``paths``), never each other.
+reference run), ``slices`` (on-demand slices) and ``layouts`` (dashboards from
+YAML files). Blueprints share helpers (``views``, ``queries``, ``context``,
+``http``, ``paths``), never each other.
 Nothing here opens the database: the first request of each process does
 (see :mod:`webapp.context`), which keeps the app safe to build before a fork.
 """
@@ -30,6 +31,7 @@ from webapp import (
     api,
     auth,
     download,
+    layouts,
     overview,
     pages,
     plugin_view,
@@ -91,6 +93,7 @@ def create_app(
     for blueprint in (alarms.bp, trends.bp, plugin_view.bp):  # plugins, qualities, alarms, trends
         app.register_blueprint(blueprint)
     app.register_blueprint(slices.bp)  # on-demand time slices
+    app.register_blueprint(layouts.bp)  # dashboards from YAML layout files
     app.register_blueprint(overview.bp)  # subsystems x runs, pies of qualities
     app.after_request(_finish)
     _register_errors(app)

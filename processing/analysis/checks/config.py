@@ -33,19 +33,18 @@ Shape (see ``config/checks.yaml`` for the documented version)::
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from yaml.nodes import Node, SequenceNode
 
+from overwatch.globs import compile_glob
 from overwatch.quality import Quality
 from overwatch.resources import resource
+from overwatch.yamlnodes import NodeReader, YamlFileError, compose, is_null, read_text, suggest
 from processing.analysis.checks.kinds import KINDS, CheckKind, Param
-from processing.analysis.checks.yamlnodes import CheckConfigError, NodeReader, is_null, suggest
 
 #: ``config/checks.yaml`` of the repository, shipped as package data (see overwatch.resources).
 DEFAULT_CHECKS_FILE = resource("checks.yaml")
@@ -69,6 +68,10 @@ _ENTRY_KEYS = (
 #: What a slice must hold before a check decides (else its quality is Null).
 MINIMUM_KEYS = ("events", "entries", "seconds")
 _SUB_KEYS = ("name", "trend", "check", "parameters", "on_fail", "checks")
+
+
+class CheckConfigError(YamlFileError):
+    """An invalid checks file; names the file, the line (1-based) and the dotted key."""
 
 
 @dataclass(frozen=True)
@@ -309,7 +312,7 @@ def _definition(
         )
     if has_glob:
         pattern = reader.string(items["histogram"][1], f"{key}.histogram")
-        compiled = re.compile(fnmatch.translate(pattern))
+        compiled = compile_glob(pattern)
     else:
         pattern_node = items["histogram_regex"][1]
         pattern = reader.string(pattern_node, f"{key}.histogram_regex")
@@ -348,7 +351,7 @@ def _definition(
         line=node.start_mark.line + 1,
         path_matcher=compiled,
         trend_names=frozenset(spec.trends()),
-        subsystem_matcher=None if subsystem == "*" else re.compile(fnmatch.translate(subsystem)),
+        subsystem_matcher=None if subsystem == "*" else compile_glob(subsystem),
         description=description,
         minimum=minimum,
     )
@@ -356,15 +359,8 @@ def _definition(
 
 def parse_checks(text: str, source: str = "<checks>") -> list[CheckDefinition]:
     """Validate a whole checks document; raises :class:`CheckConfigError` on the first problem."""
-    reader = NodeReader(source)
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        raise CheckConfigError(source, line, "", f"not valid YAML: {exc.problem}") from exc
-    except yaml.YAMLError as exc:
-        raise CheckConfigError(source, 1, "", f"not valid YAML: {exc}") from exc
+    reader = NodeReader(source, CheckConfigError)
+    root = compose(text, source, CheckConfigError)
     if root is None or is_null(root):
         return []
     items = reader.mapping(root, "", ("checks",), "with a key 'checks'")
@@ -397,11 +393,4 @@ def parse_checks(text: str, source: str = "<checks>") -> list[CheckDefinition]:
 
 def load_checks(path: str | Path) -> list[CheckDefinition]:
     """Read and validate a checks file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CheckConfigError(
-            str(path), 0, "", f"cannot read the checks file ({exc.strerror})"
-        ) from exc
-    return parse_checks(text, str(path))
+    return parse_checks(read_text(path, "checks file", CheckConfigError), str(path))

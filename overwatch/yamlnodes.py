@@ -3,7 +3,9 @@
 ``yaml.compose`` keeps each node's position (``start_mark``), which a plain
 ``yaml.safe_load`` throws away; :class:`NodeReader` walks those nodes and
 turns every problem (wrong type, unknown or duplicate key) into a
-:class:`CheckConfigError` pointing at the offending line.
+:class:`YamlFileError` pointing at the offending line. Shared by every YAML
+file a person edits (``checks.yaml`` in processing, the web's layouts); each
+reader passes its own subclass of the error so callers can tell them apart.
 """
 
 from __future__ import annotations
@@ -11,16 +13,18 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from pathlib import Path
 from typing import Any
 
+import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 _YAML11_EXPONENT = re.compile(r"^[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+$")
 
 
-class CheckConfigError(ValueError):
-    """An invalid checks file; names the file, the line (1-based) and the dotted key."""
+class YamlFileError(ValueError):
+    """An invalid YAML file; names the file, the line (1-based) and the dotted key."""
 
     def __init__(self, file: str, line: int, key: str, message: str) -> None:
         self.file = file
@@ -32,15 +36,16 @@ class CheckConfigError(ValueError):
 
 
 class NodeReader:
-    """Walks composed YAML nodes, turning every problem into a CheckConfigError."""
+    """Walks composed YAML nodes, turning every problem into a ``YamlFileError`` (or ``error``)."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, error: type[YamlFileError] = YamlFileError) -> None:
         self.source = source
+        self._error = error
         self._constructor = SafeConstructor()
 
-    def error(self, node: Node | None, key: str, message: str) -> CheckConfigError:
+    def error(self, node: Node | None, key: str, message: str) -> YamlFileError:
         line = node.start_mark.line + 1 if node is not None else 1
-        return CheckConfigError(self.source, line, key, message)
+        return self._error(self.source, line, key, message)
 
     def mapping(
         self, node: Node, key: str, allowed: tuple[str, ...] | None, what: str
@@ -95,6 +100,12 @@ class NodeReader:
             raise self.error(node, key, f"expected an integer, got {value!r}")
         return value
 
+    def sequence(self, node: Node, key: str, what: str) -> list[Node]:
+        """The entries of a list (``what`` names them in the error)."""
+        if not isinstance(node, SequenceNode):
+            raise self.error(node, key, f"expected a list of {what}, got {self._show(node)}")
+        return list(node.value)
+
     @staticmethod
     def _show(node: Node) -> str:
         if isinstance(node, MappingNode):
@@ -112,3 +123,25 @@ def suggest(word: str, choices: tuple[str, ...] | list[str]) -> str:
 
 def is_null(node: Node) -> bool:
     return isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+
+
+def compose(text: str, source: str, error: type[YamlFileError] = YamlFileError) -> Node | None:
+    """The document's root node (None for an empty document); bad YAML is ``error`` with its line."""
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise error(source, line, "", f"not valid YAML: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise error(source, 1, "", f"not valid YAML: {exc}") from exc
+
+
+def read_text(path: str | Path, what: str, error: type[YamlFileError] = YamlFileError) -> str:
+    """A file's text; an unreadable file is ``error`` (line 0) saying which ``what`` it is."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(str(path), 0, "", f"the {what} is not UTF-8 text ({exc.reason})") from exc
+    except OSError as exc:
+        raise error(str(path), 0, "", f"cannot read the {what} ({exc.strerror})") from exc
