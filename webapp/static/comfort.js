@@ -198,6 +198,15 @@
     const main = document.getElementById('ow-main');
     // overwatch.js swaps #ow-page on navigation: set the new page up the same way.
     if (main) new MutationObserver(initPage).observe(main, { childList: true });
+    // Something above the plots may appear later (a banner, a note): fit the kiosk again.
+    if (window.ResizeObserver) {
+      new ResizeObserver(() => {
+        clearTimeout(fitTimer);
+        fitTimer = setTimeout(() => {
+          if (fitKiosk(document.getElementById('ow-page'))) redrawSizes();
+        }, 100);
+      }).observe(document.body);
+    }
   });
   window.addEventListener('popstate', readKiosk);
 })();
