@@ -146,6 +146,8 @@ class SliceContext:
     end: float
     n_events: float
     histograms: Mapping[str, Histogram] = field(default_factory=dict, compare=False, repr=False)
+    events_path: str = ""  # the subsystem's events counter (see events_path())
+    counter_resets: int = 0  # histograms whose sender's counter restarted within the slice
 
     @property
     def duration(self) -> float:

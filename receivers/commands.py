@@ -96,7 +96,11 @@ def _receive(args: argparse.Namespace) -> int:
     receiver_settings = settings.receiver
     overrides = {
         k: v
-        for k, v in (("timeout", args.timeout), ("max_backoff", args.max_backoff))
+        for k, v in (
+            ("timeout", args.timeout),
+            ("max_backoff", args.max_backoff),
+            ("jitter", args.jitter),
+        )
         if v is not None
     }
     if overrides:
@@ -171,6 +175,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--connect", required=True, help="sender address, e.g. tcp://127.0.0.1:5555")
     rec.add_argument("--pattern", choices=("req", "sub"), default="req")
     rec.add_argument("--interval", type=float, help="seconds between requests (receiver.interval)")
+    rec.add_argument(
+        "--jitter",
+        type=float,
+        help="spread of the request times, fraction of the interval (receiver.jitter, 0-0.9)",
+    )
     rec.add_argument("--timeout", type=float, help="seconds to wait for a reply (receiver.timeout)")
     rec.add_argument(
         "--max-backoff", type=float, help="longest wait between retries (receiver.max_backoff)"

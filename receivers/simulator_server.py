@@ -118,12 +118,16 @@ class SimulatorServer:
 
     def serve(self, stop_event: threading.Event) -> None:
         """Answer requests (rep) or publish (pub) until ``stop_event`` is set."""
+        sim = self.simulator
         log.info(
-            "simulating %s on %s (%s), speed %g",
+            "simulating %s on %s (%s), speed %g; run %d started at unix %.3f (faults count "
+            "their minutes from there)",
             ",".join(self.seq),
             self.endpoint,
             self.pattern,
             self.speed,
+            sim.run,
+            sim.start_time + sim.run_started,
         )
         try:
             if self.pattern == "rep":

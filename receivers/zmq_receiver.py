@@ -2,7 +2,8 @@
 
 Patterns (framing in :mod:`receivers.wire`):
 
-* ``req``: every ``interval`` seconds send ``{"subsystem": SYS}`` to a REP
+* ``req``: every ``interval`` seconds (spread by ``jitter``: each wait drawn
+  in ``interval * (1 ± jitter)``) send ``{"subsystem": SYS}`` to a REP
   sender and wait up to ``timeout`` for ``[header, payload]``. No reply in time:
   close and reopen the socket (the "lazy pirate" pattern, since a REQ socket is
   stuck after a lost reply) and wait ``interval * 2**(failures-1)`` seconds,
@@ -27,6 +28,7 @@ On stop (SIGTERM) the message in hand is finished first.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -96,6 +98,7 @@ class Receiver:
         self.connect = connect
         self.pattern = pattern
         self.interval = settings.interval if interval is None else interval
+        self._random = random.Random()  # own stream: receivers of one host spread apart
         self.data_dir = Path(data_dir)
         self.spool = Spool(
             data_dir,
@@ -324,7 +327,12 @@ class Receiver:
             if not self.spool.disk_full:
                 self.heartbeat.set_state("receiving")
             self.handle_message(reply)
-            next_poll = max(sent + self.interval, time.monotonic())
+            next_poll = max(sent + self._wait(), time.monotonic())
+
+    def _wait(self) -> float:
+        """Seconds from one request to the next: the interval, spread by ``jitter``."""
+        spread = self.settings.jitter
+        return self.interval * (1.0 + self._random.uniform(-spread, spread))
 
     def _await_reply(self, stop: threading.Event) -> list[bytes] | None:
         deadline = time.monotonic() + self.settings.timeout

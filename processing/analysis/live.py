@@ -191,8 +191,12 @@ class LiveAnalysis:
         histograms: Mapping[str, Histogram],
         *,
         evaluate: bool = True,
+        counter_resets: int = 0,
     ) -> LatestResults:
-        """Plugin, trend point (stored) and, with ``evaluate``, checks of one slice."""
+        """Plugin, trend point (stored) and, with ``evaluate``, checks of one slice.
+
+        ``counter_resets``: histograms whose counters restarted within the slice.
+        """
         store = self.store((run, subsystem))
         engine = self.engine if evaluate else None
         window = self.window
@@ -212,7 +216,7 @@ class LiveAnalysis:
         try:
             plugin = load_plugin(subsystem)
             events = events_path(plugin, self.settings.events_histogram, subsystem)
-            context = slice_context(run, subsystem, start, end, histograms, events)
+            context = slice_context(run, subsystem, start, end, histograms, events, counter_resets)
             analysis = analyse_slice(
                 histograms,
                 plugin,

@@ -121,8 +121,13 @@ def slice_context(
     end: float,
     histograms: Mapping[str, Histogram],
     events_path: str,
+    counter_resets: int = 0,
 ) -> SliceContext:
-    """The one rule for a slice's interval and events (see the module docs)."""
+    """The one rule for a slice's interval and events (see the module docs).
+
+    ``counter_resets``: how many histograms' counters restarted within the slice
+    (:func:`processing.ingest.resets.reset_paths`).
+    """
     counter = histograms.get(events_path)
     return SliceContext(
         run,
@@ -131,6 +136,8 @@ def slice_context(
         end,
         float(counter.entries) if counter is not None else 0.0,
         histograms,
+        events_path,
+        counter_resets,
     )
 
 

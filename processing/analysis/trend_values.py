@@ -13,6 +13,10 @@ Generic values, computed for every histogram (``GENERIC_NAMES``):
 
 A NaN bin content makes that histogram's values NaN (the trend shows a gap).
 
+On the subsystem's events histogram (``SliceContext.events_path``) one more:
+``counter_resets``, how many histograms' counters restarted within the slice
+(the slice itself shows nothing, processing continues the counts across it).
+
 Why vectorised: processing computes these for every histogram of every
 snapshot (a thousand histograms every second). Plain 1D histograms sharing a
 bin count, the common case, become the rows of one 2D array (a matrix product
@@ -34,6 +38,9 @@ from overwatch.histogram import Histogram
 from overwatch.plugins import DetectorPlugin, SliceContext, run_hook
 
 GENERIC_NAMES = ("mean", "std", "maximum", "entries", "integral")
+
+#: Trended on the subsystem's events histogram: counters that restarted within the slice.
+RESETS_NAME = "counter_resets"
 
 TrendKey = tuple[str, str]
 
@@ -223,6 +230,10 @@ def slice_trend_values(
     """
     values = generic_values(histograms)
     errors: list[str] = []
+    if context is not None and context.events_path in histograms:
+        # A restarted sender leaves no mark on the slice itself (processing continues
+        # the counts), so it is trended on the events counter, where checks see it.
+        values[(context.events_path, RESETS_NAME)] = float(context.counter_resets)
     # The base class computes nothing: skip a thousand no-op calls per snapshot.
     if plugin is None or type(plugin).trend_values is DetectorPlugin.trend_values:
         return values, errors
@@ -235,7 +246,7 @@ def slice_trend_values(
             errors.append(f"{path}: {error}")
             continue
         for name, value in (extra or {}).items():
-            if name in GENERIC_NAMES:
+            if name in GENERIC_NAMES or name == RESETS_NAME:
                 errors.append(f"{path}: {plugin.name}.trend_values: {name!r} is a generic value")
                 continue
             values[(path, name)] = value

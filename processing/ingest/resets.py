@@ -180,3 +180,20 @@ def advance(layout: Layout, raw: np.ndarray, before: Aligned, tolerance: float) 
         candidate[start:stop] = raw[start:stop] + previous[start:stop]
         paths.append(layout.entries[i].path)
     return Advanced(candidate, offsets, paths)
+
+
+def reset_paths(layout: Layout, off: np.ndarray | None, before: np.ndarray | None) -> list[str]:
+    """Paths of ``layout`` whose counter restarted between two states (their offsets differ).
+
+    ``off`` is the later state's offsets, ``before`` the earlier one's laid out
+    like it (``Aligned.off``); None means no offset (zeros). A reset always
+    moves a histogram's offset to its content before the reset, and nothing
+    else moves it.
+    """
+    if off is None:
+        return []
+    changed = off != 0 if before is None else off != before
+    if not changed.any():
+        return []
+    owners = np.unique(np.searchsorted(layout.starts, np.flatnonzero(changed), side="right") - 1)
+    return [layout.entries[i].path for i in owners.tolist()]

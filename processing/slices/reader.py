@@ -62,7 +62,7 @@ from overwatch.histogram import Histogram
 from overwatch.store.db import read
 from processing.ingest.cache import ArrayCache, CachedSnapshot, CacheError
 from processing.ingest.chain import ChainStore
-from processing.ingest.resets import align
+from processing.ingest.resets import align, reset_paths
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +236,22 @@ class SliceReader:
 
         times, files, _ = self._records(run, subsystem, pick)
         return self._compute(run, subsystem, times, files, base, end, paths)
+
+    def resets_between(self, run: int, subsystem: str, base: float | None, end: float) -> list[str]:
+        """Paths whose sender's counter restarted after ``base`` (the run start: None) up to ``end``.
+
+        Both must be processed snapshot times, as for :meth:`slice_between`.
+        """
+        times, files, _ = self._records(run, subsystem, lambda times: [base, end])
+        last = self._load(run, subsystem, files, end)
+        if base is None:
+            return reset_paths(last.layout, last.off, None)
+        first = self._load(run, subsystem, files, base)
+        if first.layout.hash == last.layout.hash:
+            return reset_paths(last.layout, last.off, first.off)
+        chain = ChainStore.open(run, subsystem, times, self.cache)
+        aligned = align(last.layout, first, chain.earlier(bisect.bisect_left(times, base)))
+        return reset_paths(last.layout, last.off, aligned.off)
 
     def paths_at(self, run: int, subsystem: str, ts: float) -> list[tuple[str, str]]:
         """(path, class name) of the histograms of one processed snapshot."""

@@ -80,6 +80,7 @@ class ScriptedRep:
     def __init__(self, messages: list[list[bytes]], endpoint: str = "tcp://127.0.0.1:*") -> None:
         self.messages = list(messages)
         self.requests: list[bytes] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each request
         self._socket = zmq.Context.instance().socket(zmq.REP)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.bind(endpoint)
@@ -93,6 +94,7 @@ class ScriptedRep:
             if not self._socket.poll(50, zmq.POLLIN):
                 continue
             self.requests.append(self._socket.recv_multipart()[0])
+            self.arrivals.append(time.monotonic())
             if self.messages:
                 reply = self.messages.pop(0)
             else:

@@ -343,3 +343,21 @@ def test_refusal_from_simulator_for_unknown_subsystem(tmp_path):
         thread.join(10)
     assert stored_files(tmp_path, "TPC") == []
     assert read_status(tmp_path, "TPC")["counters"]["refused"] >= 3
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.5])
+def test_jitter_spreads_the_request_times(tmp_path, jitter):
+    """receiver.jitter draws each wait in interval * (1 ± jitter); 0 keeps it periodic."""
+    sender = ScriptedRep([])
+    receiver = Receiver(settings(interval=0.1, jitter=jitter), tmp_path, "TPC", sender.endpoint)
+    try:
+        with running(receiver):
+            wait_for(lambda: len(sender.arrivals) >= 41, what="41 requests")
+    finally:
+        sender.stop()
+    gaps = [b - a for a, b in zip(sender.arrivals, sender.arrivals[1:41], strict=False)]
+    assert 0.1 * (1 - jitter) - 0.01 <= min(gaps) and max(gaps) <= 0.1 * (1 + jitter) + 0.03
+    if jitter:
+        assert min(gaps) < 0.075 and max(gaps) > 0.125, gaps  # spread over most of the range
+    else:
+        assert max(gaps) - min(gaps) < 0.03, gaps

@@ -106,3 +106,71 @@ def test_a_bad_minimum_names_file_line_and_key() -> None:
         )
     text = str(error.value)
     assert text.startswith("checks.yaml:6: checks[0].minimum.evnts: unknown key")
+
+
+def test_max_in_window_holds_a_one_slice_finding_for_the_window() -> None:
+    from processing.analysis.checks.library import max_in_window
+
+    times = np.arange(0.0, 400.0, 3.0)
+    values = np.zeros_like(times)
+    values[times == 150.0] = 12  # one slice shows it (a counter reset)
+
+    def quality(upto: float) -> Quality:
+        keep = times <= upto
+        return max_in_window((times[keep], values[keep]), seconds=120.0).quality
+
+    assert max_in_window((np.empty(0), np.empty(0))).quality is Quality.NULL
+    assert quality(147.0) is Quality.GOOD
+    assert all(quality(t) is Quality.BAD for t in times[(times >= 150) & (times < 270)])
+    assert all(quality(t) is Quality.GOOD for t in times[times >= 270])
+    outcome = max_in_window((times[times <= 200], values[times <= 200]), seconds=120.0)
+    assert outcome.message.startswith("12 (above 0) 48 s before the newest point")
+
+
+def test_a_counter_reset_is_trended_and_opens_one_alarm_that_closes(tmp_path) -> None:
+    """Snapshots at uneven 2-9 s steps; the sender restarts at minute 2: one alarm, closed."""
+    from overwatch.config import AlarmSettings, ProcessingSettings
+    from overwatch.store.db import open_db, read
+    from processing.analysis.alarms import AlarmManager
+    from processing.analysis.live import load_engine
+    from processing.analysis.trending import TrendStore, trend_dir
+    from processing.pipeline import Pipeline
+    from receivers.simulator import DetectorSimulator
+    from tests.processing_helpers import T0, write_snapshot
+
+    simulator = DetectorSimulator(
+        ["HLT"], run=9, seed=3, start_time=T0, event_rate=200,
+        faults=[{"kind": "counter_reset", "subsystem": "HLT", "at_minute": 2.0}],
+    )  # fmt: skip
+    db = open_db(f"file://{tmp_path / 'ow.fs'}")
+    pipeline = Pipeline(
+        tmp_path, db, ProcessingSettings(), checks=load_engine(),
+        alarms=AlarmManager.from_settings(AlarmSettings()),
+    )  # fmt: skip
+    rng = np.random.default_rng(4)
+    qualities = {}
+    now = 0.0
+    try:
+        while now < 330:
+            step = float(rng.integers(2, 10))
+            simulator.advance(step)
+            now += step
+            write_snapshot(tmp_path, 9, "HLT", T0 + now, simulator.snapshot("HLT").values())
+            pipeline.run_pass()
+
+            def result(ow):
+                checks = ow.runs[9].subsystems["HLT"].check_results
+                return next((r["quality"] for r in checks if r["check"] == "counter-reset"), None)
+
+            qualities[now] = read(db, result)
+        alarms = read(db, lambda ow: [(a.check, a.path, a.cleared_at) for a in ow.alarms.values()])
+    finally:
+        db.close()
+    times, resets = TrendStore(trend_dir(tmp_path, 9, "HLT")).series("events", "counter_resets")
+    assert resets.sum() > 0 and np.count_nonzero(resets) == 1  # one slice holds the reset
+    reset_at = float(times[resets > 0][0]) - T0
+    assert 120 <= reset_at < 130
+    assert {q for t, q in qualities.items() if reset_at <= t < reset_at + 120} == {"Bad"}
+    assert {q for t, q in qualities.items() if t < reset_at or t >= reset_at + 120} == {"Good"}
+    (alarm,) = alarms
+    assert alarm[:2] == ("counter-reset", "events") and alarm[2] >= T0 + reset_at + 120

@@ -176,6 +176,13 @@ def test_counter_reset_from_the_simulator_is_a_new_segment(tmp_path, db) -> None
         )
     events = read(db, lambda ow: ow.runs[4].subsystems["TPC"].n_events)
     assert events == uproot_entries(f2, "events") + uproot_entries(f5, "events")
+    # Which counters restarted within a slice: every one between t2 and t3, none elsewhere.
+    assert sorted(reader.resets_between(4, "TPC", t2, t3)) == sorted(paths)
+    assert sorted(reader.resets_between(4, "TPC", t1, t5)) == sorted(paths)
+    assert sorted(reader.resets_between(4, "TPC", None, t5)) == sorted(paths)
+    assert reader.resets_between(4, "TPC", t1, t2) == []
+    assert reader.resets_between(4, "TPC", t3, t5) == []
+    assert reader.resets_between(4, "TPC", None, t2) == []
 
 
 def uproot_entries(path, name: str) -> float:

@@ -131,7 +131,9 @@ def test_results_and_alarm_are_committed_with_the_snapshot(tmp_path, engine) -> 
     assert after["group_qualities"]["SM03"] == "Bad"
     assert {g: q for g, q in after["group_qualities"].items() if g != "SM03"} == {
         **{f"SM{i:02d}": "Good" for i in range(20) if i != 3},
-        "Trigger": "Null",  # the rate check has no minute of history yet: no decision
+        # The rate check has no minute of history yet (Null: no decision), and no
+        # counter restarted (counter-reset: Good).
+        "Trigger": "Good",
     }
     # Group qualities follow the plugin's page order: supermodules, then the trigger group.
     assert list(after["group_qualities"]) == [f"SM{i:02d}" for i in range(20)] + ["Trigger"]
@@ -183,8 +185,9 @@ def test_a_steady_snapshot_writes_few_small_objects(tmp_path, engine) -> None:
     finally:
         storage.close()
     states = [sum(1 for name, _ in write if name == "CheckState") for write in writes]
-    # 20 maps x 2 checks, then the event rate once it has a minute of history: each once.
-    assert states == [40, 0, 0, 1, 0, 0]
+    # 20 maps x 2 checks and the counter-reset check, then the event rate once it has a
+    # minute of history: each once.
+    assert states == [41, 0, 0, 1, 0, 0]
     for steady in writes[4:]:
         names = [name for name, _ in steady]
         assert not {"CheckState", "Alarm", "HistogramInfo"} & set(names), names

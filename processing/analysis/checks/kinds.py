@@ -20,6 +20,7 @@ from processing.analysis.checks.library import (
     histogram_between_values,
     histogram_mean,
     histogram_rms,
+    max_in_window,
     mean_in_range,
     rate_drop,
     relative_previous_value,
@@ -174,6 +175,15 @@ KINDS: dict[str, CheckKind] = {
                 Param("history_seconds", "number", 600.0, ge=1),
                 Param("max_ratio", "ratio", 0.5),
                 Param("min_events", "number", 100.0, ge=0),
+            ),
+        ),
+        CheckKind(
+            "max_in_window",
+            None,
+            max_in_window,
+            (
+                Param("seconds", "number", 120.0, ge=1),
+                Param("max", "number", 0.0, arg="high"),
             ),
         ),
         CheckKind("all", None, None, (), composite=True),

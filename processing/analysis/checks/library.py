@@ -378,6 +378,40 @@ def rate_drop(
     return Outcome(on_fail, f"{change}: below {max_ratio:g} of it")
 
 
+def max_in_window(
+    series: Series,
+    *,
+    seconds: float = 120.0,
+    high: float = 0.0,
+    on_fail: Quality = Quality.BAD,
+) -> Outcome:
+    """No point of the last ``seconds`` above ``max``: a moving-window judgement.
+
+    For events that show in one slice only, such as a counter reset (the
+    ``counter_resets`` trend): the finding stays for ``seconds`` instead of
+    lasting one slice of a few seconds, so an alarm can open on it and then
+    close once the window has passed. Null while the window holds no point.
+    """
+    times, values = np.asarray(series[0], dtype=float), np.asarray(series[1], dtype=float)
+    keep = np.isfinite(values) & np.isfinite(times)
+    times, values = times[keep], values[keep]
+    if not times.size:
+        return Outcome(Quality.NULL, "no trend point yet")
+    recent = times > times[-1] - seconds
+    window, at = values[recent], times[recent]
+    worst_at = int(np.argmax(window))
+    if window[worst_at] <= high:
+        return Outcome(
+            Quality.GOOD, f"at most {_fmt(high)} over the last {seconds:g} s ({window.size} points)"
+        )
+    ago = times[-1] - at[worst_at]
+    return Outcome(
+        on_fail,
+        f"{_fmt(float(window[worst_at]))} (above {_fmt(high)}) {ago:.0f} s before the newest "
+        f"point, within the {seconds:g} s window",
+    )
+
+
 # --------------------------------------------------------------------------- compositions
 
 
