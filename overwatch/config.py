@@ -94,6 +94,7 @@ class ReceiverSettings:
     """How snapshots are fetched from senders and written to disk."""
 
     interval: float = _bounded(1.0, gt=0)
+    jitter: float = _bounded(0.0, ge=0, le=0.9)
     timeout: float = _bounded(5.0, gt=0)
     max_backoff: float = _bounded(30.0, gt=0)
     max_message_bytes: int = _bounded(268_435_456, gt=0)
@@ -117,6 +118,7 @@ class ProcessingSettings:
     reset_tolerance: float = _bounded(1e-6, ge=0)
     cache_fsync: bool = False
     checks_file: str = ""
+    events_address: str = "tcp://127.0.0.1:8852"
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ class WebSettings:
     secure_cookies: bool = False
     slice_cache_entries: int = _bounded(16, ge=1)
     layouts_dir: str = ""
+    max_streams: int = _bounded(256, ge=1)
 
 
 @dataclass(frozen=True)

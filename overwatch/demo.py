@@ -71,6 +71,7 @@ class DemoPlan:
     zeo_port: int
     sim_port: int
     notify_port: int
+    events_port: int = 0
     web_host: str = "127.0.0.1"
     faults: Path | None = None
 
@@ -94,6 +95,7 @@ class DemoPlan:
             sim_port=self.sim_port,
             web_port=self.web_port,
             notify_port=self.notify_port,
+            events_port=self.events_port,
             web_host=self.web_host,
             run=self.run,
             interval=self.interval,
@@ -235,6 +237,7 @@ def run_demo(
         zeo_port=free_port(),
         sim_port=free_port(),
         notify_port=free_port(),
+        events_port=free_port(),
         web_host=host,
         faults=faults,
     )

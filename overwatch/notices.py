@@ -14,7 +14,9 @@ to the data directory and names a complete file (a notice is sent after the
 rename). A notice is only a wake-up call: processing still scans the data
 directory, so a lost notice delays work by at most one processing interval.
 ``path`` is a hint from another process: open it only after checking it.
-Further keys are ignored, so senders can add information.
+Further keys are ignored, so senders can add information. A frame
+``{"event": {...}}`` is an *event notice* instead (the web app asking
+processing to publish an event to every web worker, :mod:`overwatch.events`).
 
 **Heartbeat** (receiver -> anyone), the JSON file
 ``DataDir.heartbeat_file(SYS)`` = ``<data>/status/receiver-<SYS>.json``,
@@ -157,7 +159,10 @@ def encode_notice(run: int, subsystem: str, path: str) -> bytes:
 
 def decode_notice(frame: bytes) -> Notice:
     """The notice in ``frame``; raises :class:`FormatError` naming the problem."""
-    data = _json_object(frame, "notice", MAX_NOTICE_BYTES)
+    return _notice(_json_object(frame, "notice", MAX_NOTICE_BYTES))
+
+
+def _notice(data: dict[str, Any]) -> Notice:
     for key in ("run", "subsystem", "path"):
         if key not in data:
             raise FormatError(f"notice misses the field {key!r}")
@@ -221,8 +226,17 @@ class NoticeListener:
     holds the address (e.g. a second processing service).
     """
 
-    def __init__(self, address: str, *, context: Any = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        context: Any = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         import zmq  # lazily: the core imports no ZMQ unless a listener is made
+
+        # Event notices ({"event": {...}}, see overwatch.events) go to ``on_event``.
+        self.on_event = on_event
 
         self._zmq = zmq
         self._socket = (context or zmq.Context.instance()).socket(zmq.PULL)
@@ -244,7 +258,17 @@ class NoticeListener:
         try:
             if len(frames) != 1:
                 raise FormatError(f"a notice is one frame, got {len(frames)}")
-            return decode_notice(frames[0])
+            data = _json_object(frames[0], "notice", MAX_NOTICE_BYTES)
+            if "event" in data:
+                if not isinstance(data["event"], dict):
+                    raise FormatError("an event notice's 'event' must be a JSON object")
+                if self.on_event is not None:
+                    try:
+                        self.on_event(data["event"])
+                    except Exception:  # a failing handler must not end the listening
+                        log.exception("handling an event notice failed")
+                return None
+            return _notice(data)
         except FormatError as error:
             self.malformed += 1
             log.warning("ignoring a malformed notice (%s): %r", error, frames[0][:200])

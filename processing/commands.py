@@ -86,6 +86,7 @@ def _process(args: argparse.Namespace) -> int:
                 settings.processing.interval,
                 settings.receiver.notify_address,
                 dispatcher=dispatcher,
+                events_address=settings.processing.events_address,
             )
         except Exception as error:  # e.g. the notice address is taken by another processing
             return _error("process", error)

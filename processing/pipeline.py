@@ -59,6 +59,7 @@ import ZODB
 
 from overwatch import timestamps
 from overwatch.config import ProcessingSettings
+from overwatch.events import EventPublisher
 from overwatch.plugins import events_path, load_plugin
 from overwatch.store.layout import DataDir
 from processing.analysis.alarms import AlarmManager
@@ -68,7 +69,7 @@ from processing.ingest import records
 from processing.ingest.cache import ArrayCache, CachedSnapshot
 from processing.ingest.chain import ChainStore, Writer
 from processing.ingest.read import SnapshotEncoder
-from processing.ingest.resets import advance, align
+from processing.ingest.resets import advance, align, reset_paths
 from processing.ingest.scan import Scanner
 
 __all__ = ["ChainStore", "Key", "PassReport", "Pipeline", "Scanner"]
@@ -124,6 +125,8 @@ class Pipeline:
         )
         self._retry: set[Key] = set()
         self._last_status = 0.0
+        #: Where committed changes are announced (``overwatch.events.EventPublisher``).
+        self.events: EventPublisher | None = None
 
     # -- passes -----------------------------------------------------------------
     def run_pass(self, hints: set[Key] | None = None) -> PassReport:
@@ -295,6 +298,16 @@ class Pipeline:
         except BaseException:
             self._drop((chain.run, chain.subsystem))
             raise
+        if self.events is not None:
+            latest = outcome.latest
+            self.events.publish(
+                "snapshot",
+                run=chain.run,
+                subsystem=chain.subsystem,
+                timestamp=ts,
+                quality=latest.quality if latest is not None else "Null",
+                group_qualities=latest.group_qualities if latest is not None else {},
+            )
         chain.last = current if not later else None
         report.processed += 1
 
@@ -309,18 +322,27 @@ class Pipeline:
         histograms = slice_histograms(
             current.layout, current.eff, aligned.eff, aligned.incompatible
         )
+        resets = len(reset_paths(current.layout, current.off, aligned.off))
         if not later:
-            return live.analyse(*key, previous_ts, current.timestamp, histograms)
+            return live.analyse(
+                *key, previous_ts, current.timestamp, histograms, counter_resets=resets
+            )
         chain.last = None  # the states after the late one were recomputed: read them anew
         live.rewind(key, current.timestamp)
-        live.analyse(*key, previous_ts, current.timestamp, histograms, evaluate=False)
+        live.analyse(
+            *key, previous_ts, current.timestamp, histograms, evaluate=False,
+            counter_resets=resets,
+        )  # fmt: skip
         previous = current
         for position, ts in enumerate(later):
             state = chain.state(ts)
             before = align(state.layout, previous, chain.earlier(chain.times.index(ts) - 1))
             histograms = slice_histograms(state.layout, state.eff, before.eff, before.incompatible)
             newest = position == len(later) - 1
-            results = live.analyse(*key, previous.timestamp, ts, histograms, evaluate=newest)
+            resets = len(reset_paths(state.layout, state.off, before.off))
+            results = live.analyse(
+                *key, previous.timestamp, ts, histograms, evaluate=newest, counter_resets=resets
+            )
             previous = state
         return results
 

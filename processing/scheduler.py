@@ -19,6 +19,12 @@ Alarm notifications: the service owns the notification dispatcher the
 pipeline's alarm manager hands notices to. It is started before the first
 pass and stopped after the last one: notices of that pass still queued get
 ``drain`` seconds to go out, then whatever is left is logged as not sent.
+
+Live events: with ``events_address`` the service binds an
+``overwatch.events.EventPublisher`` there; the pipeline publishes a
+``snapshot`` event after each commit and the alarm manager an ``alarm`` event
+per alarm opened, escalated or closed. Event notices from the web app (an
+acknowledgement) come in on the notice socket and are republished as they are.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from datetime import UTC, datetime
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from overwatch.events import EventPublisher
 from overwatch.notices import Notice, NoticeListener
 from processing.analysis.alarms import NotificationDispatcher
 from processing.pipeline import Key, Pipeline
@@ -50,6 +57,7 @@ class ProcessingService:
         *,
         dispatcher: NotificationDispatcher | None = None,
         drain: float = 2.0,
+        events_address: str | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.interval = interval
@@ -63,7 +71,16 @@ class ProcessingService:
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._scheduler.add_listener(self._after_job, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
         # Bound here, so a second processing service on the same address fails at once.
-        self._listener = NoticeListener(notify_address) if notify_address else None
+        self.events = EventPublisher(events_address) if events_address else None
+        if self.events is not None:
+            pipeline.events = self.events
+            if pipeline.alarms is not None:
+                pipeline.alarms.on_change = self._alarm_changed
+        self._listener = (
+            NoticeListener(notify_address, on_event=self.events.republish if self.events else None)
+            if notify_address
+            else None
+        )
         self._listening = threading.Event()  # set to stop the listener thread
         self._listener_thread: threading.Thread | None = None
 
@@ -99,6 +116,10 @@ class ProcessingService:
             self.interval,
             f", woken by notices on {self.notify_address}" if self._listener else "",
         )
+
+    def _alarm_changed(self, action: str, alarm: dict) -> None:
+        assert self.events is not None
+        self.events.publish("alarm", action=action, alarm=alarm)
 
     def _on_notice(self, notice: Notice) -> None:
         self.wake((notice["run"], notice["subsystem"]))
@@ -155,6 +176,8 @@ class ProcessingService:
             self._listener.close()  # never started: nobody else would close it
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
+        if self.events is not None:
+            self.events.close()
         if self.dispatcher is not None:
             if not self.dispatcher.wait_idle(self.drain):
                 log.warning("alarm notifications still pending after %gs: stopping", self.drain)

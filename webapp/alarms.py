@@ -35,7 +35,7 @@ from overwatch import names
 from overwatch.quality import Quality
 from overwatch.store.db import overwatch_root, transact
 from processing import acknowledge, alarm_to_dict, list_alarms
-from webapp import queries
+from webapp import push, queries
 from webapp.context import overwatch, resources
 from webapp.http import json_error, json_response, safe_next
 from webapp.paths import check_subsystem, quote_path
@@ -128,6 +128,7 @@ def acknowledge_alarm(alarm_id: int, user: str) -> dict[str, Any]:
 
     result = transact(resources().db, work, note=f"alarm {alarm_id} acknowledged by {user}")
     log.info("alarm #%d acknowledged by %s (web)", alarm_id, user)
+    push.announce("alarm", action="acknowledged", alarm=result)
     return result
 
 

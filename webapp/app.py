@@ -6,9 +6,10 @@ overrides (``db=``, ``data_dir=``, ``secret_key=``). Blueprints, one per area:
 ``api`` (JSON), ``status`` (data-path health) and ``download`` (snapshot files).
 ``alarms`` (list, acknowledge), ``trends`` (time graphs), ``plugin_view``
 (what a plugin made of a slice, plugin health), ``reference`` (comparison with a
-reference run), ``slices`` (on-demand slices) and ``layouts`` (dashboards from
-YAML files). Blueprints share helpers (``views``, ``queries``, ``context``,
-``http``, ``paths``), never each other.
+reference run), ``slices`` (on-demand slices), ``layouts`` (dashboards from
+YAML files), ``overview`` (subsystems x runs) and ``events`` (the live-event
+stream). Blueprints share helpers (``views``, ``queries``, ``context``,
+``http``, ``paths``, ``push``), never each other.
 Nothing here opens the database: the first request of each process does
 (see :mod:`webapp.context`), which keeps the app safe to build before a fork.
 """
@@ -31,10 +32,12 @@ from webapp import (
     api,
     auth,
     download,
+    events,
     layouts,
     overview,
     pages,
     plugin_view,
+    push,
     queries,
     reference,
     slices,
@@ -95,6 +98,8 @@ def create_app(
     app.register_blueprint(slices.bp)  # on-demand time slices
     app.register_blueprint(layouts.bp)  # dashboards from YAML layout files
     app.register_blueprint(overview.bp)  # subsystems x runs, pies of qualities
+    app.register_blueprint(events.bp)  # live events (server-sent) for every page
+    push.init_app(app)
     app.after_request(_finish)
     _register_errors(app)
     _register_template_helpers(app)

@@ -158,6 +158,17 @@ class Resources:
         """How long after its last snapshot a run still counts as ongoing."""
         return self.settings.processing.ongoing_minutes * 60.0
 
+    def database_reachable(self) -> bool:
+        """Whether the database answers, without waiting: a ZEO client knows if it is connected.
+
+        True before this process opened it (nothing known to be wrong yet).
+        """
+        db = self._db
+        if db is None:
+            return True
+        connected = getattr(db.storage, "is_connected", None)
+        return bool(connected()) if callable(connected) else True
+
     def close(self) -> None:
         if self._db is not None and not self._given_db and self._db_pid == os.getpid():
             self._db.close()

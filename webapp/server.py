@@ -23,7 +23,9 @@ def gunicorn_options(
     return {
         "bind": f"{settings.web.host}:{settings.web.port}",
         "workers": workers,
-        "threads": threads,
+        # Live event streams each hold a thread while they wait (webapp.push): they get
+        # their own on top of those answering ordinary requests.
+        "threads": threads + settings.web.max_streams,
         "worker_class": "gthread",
         "timeout": 60,
         "graceful_timeout": 10,

@@ -64,6 +64,9 @@ def get_view(
     return resources().views.resolve(run, subsystem, slice_param, options)
 
 
+SNAPSHOT_HEADER = "X-Overwatch-Snapshot"
+
+
 def object_response(resolved: processing.Resolved, path: str) -> Response:
     """TBufferJSON of one path of a view as shown (histogram, derived or stack); 304 if known."""
     view = resolved.view
@@ -72,7 +75,10 @@ def object_response(resolved: processing.Resolved, path: str) -> Response:
         view.class_of(path)  # UnknownHistogram (404) for a path the view does not hold
         encoded = encode(to_json_bytes(view.jsroot(path)), make_etag(view.slice_id, path))
         view.encoded[path] = encoded
-    return encoded_response(encoded)
+    response = encoded_response(encoded)
+    # Which snapshot the drawing shows (unix s): pages put it on the drawing (data-snapshot).
+    response.headers[SNAPSHOT_HEADER] = f"{view.spec.end:.0f}"
+    return response
 
 
 # --------------------------------------------------------------------------- URLs

@@ -136,6 +136,7 @@ class SliceService:
         self._engine_loaded = engine is not None
         self._cache = LRU(self.max_entries)
         self._times = LRU(10_000)
+        self._expected: dict[tuple[int, str], float] = {}  # announced, not seen yet
         self._named = LRU(10_000)
         self._lock = threading.Lock()
         self._computing: dict[str, threading.Lock] = {}
@@ -169,6 +170,16 @@ class SliceService:
         """Changes with every processed snapshot (cache keys); as fresh as :meth:`recent_times`."""
         return self._recent(run, subsystem)[1]
 
+    def expect_snapshot(self, run: int, subsystem: str, timestamp: float) -> None:
+        """A snapshot of ``run``/``subsystem`` was just processed (a live event said so).
+
+        Requests look its times up again until they find it, instead of waiting out
+        ``times_ttl``: this process's database view may lag the event by a moment.
+        """
+        key = (run, subsystem)
+        self._expected[key] = max(timestamp, self._expected.get(key, timestamp))
+        self._times.pop(key, None)
+
     def _recent(self, run: int, subsystem: str) -> tuple[list[float], str]:
         key = (run, subsystem)
         now = time.monotonic()
@@ -176,7 +187,10 @@ class SliceService:
         if known is not None and now - known[0] < self.times_ttl:
             return known[1]
         found = self.reader.times_and_version(run, subsystem)
-        self._times.put(key, (now, found))
+        expected = self._expected.get(key)
+        if expected is None or (found[0] and found[0][-1] >= expected):
+            self._expected.pop(key, None)
+            self._times.put(key, (now, found))
         return found
 
     def named(
@@ -189,7 +203,8 @@ class SliceService:
         key = (run, subsystem, name, tuple(sorted((options or {}).items())))
         now = time.monotonic()
         known = self._named.get(key)
-        if known is not None and now - known[0] < self.times_ttl:
+        waiting = (run, subsystem) in self._expected  # a snapshot announced, not seen yet
+        if known is not None and now - known[0] < self.times_ttl and not waiting:
             return known[1]
         times = self.recent_times(run, subsystem)
         values, errors = validate_options(load_plugin(subsystem).options, dict(options or {}))
@@ -329,7 +344,8 @@ class SliceService:
         times = self.reader.snapshot_times(run, subsystem)
         begin = run_start(self.db, run)
         events = events_path(plugin, self.settings.events_histogram, subsystem)
-        context = slice_context(run, subsystem, spec.start, spec.end, raw, events)
+        resets = len(self.reader.resets_between(run, subsystem, spec.start, spec.end))
+        context = slice_context(run, subsystem, spec.start, spec.end, raw, events, resets)
         engine = self.engine
         trends = None
         if engine is not None:

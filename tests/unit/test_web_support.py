@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import re
 import signal
 import socket
@@ -211,12 +212,20 @@ def build_simulated_run(
     snapshots: int = 3,
     step: float = 60.0,
     start: float | None = None,
+    simulator=None,
 ) -> dict[str, list[str]]:
-    """A processed run from the detector simulator: ``snapshots`` snapshots per subsystem."""
+    """A processed run from the detector simulator: ``snapshots`` snapshots per subsystem.
+
+    ``simulator`` (a ``DetectorSimulator`` of ``run``) lets the caller go on with
+    the same detectors afterwards, e.g. to write live snapshots.
+    """
     from receivers.simulator import DetectorSimulator
 
     start = float(int(time.time()) - snapshots * step) if start is None else start
-    simulator = DetectorSimulator(subsystems=list(subsystems), start_time=start, seed=3, run=run)
+    if simulator is None:
+        simulator = DetectorSimulator(
+            subsystems=list(subsystems), start_time=start, seed=3, run=run
+        )
     files: dict[str, list[str]] = {name: [] for name in subsystems}
     for _ in range(snapshots):
         simulator.advance(step)
@@ -293,16 +302,43 @@ class Site:
     db_uri: str
     web: subprocess.Popen
     log: Path
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    notify_address: str = ""  # where processing hears notices ("" without processing)
+    processing: subprocess.Popen | None = None
 
 
 @contextlib.contextmanager
-def running_site(tmp_path: Path, workers: int = 2) -> Iterator[Site]:
-    """Processed simulator data, a ZEO server and ``overwatch web`` (gunicorn) on free ports."""
+def running_site(
+    tmp_path: Path,
+    workers: int = 2,
+    *,
+    processing: bool = False,
+    snapshots: int = 3,
+    step: float = 60.0,
+    simulator=None,
+    env_extra: dict[str, str] | None = None,
+) -> Iterator[Site]:
+    """Processed simulator data, a ZEO server and ``overwatch web`` (gunicorn) on free ports.
+
+    Every process gets its own notice and live-event addresses (free ports), so
+    sites of tests running at once never hear each other. With ``processing``,
+    ``overwatch process`` runs too (woken by notices on ``Site.notify_address``)
+    and publishes live events to the web server.
+    """
     data_dir = tmp_path / "data"
     fs_path = tmp_path / "overwatch.fs"
+    notify = f"tcp://127.0.0.1:{free_port()}"
+    env = {
+        **os.environ,
+        "OVERWATCH_RECEIVER__NOTIFY_ADDRESS": notify,
+        "OVERWATCH_PROCESSING__EVENTS_ADDRESS": f"tcp://127.0.0.1:{free_port()}",
+        **(env_extra or {}),
+    }
     db = open_db(f"file://{fs_path}")
     try:
-        build_simulated_run(data_dir, db, run=1, snapshots=3)
+        subsystems = tuple(simulator.subsystems) if simulator is not None else ("EMC", "TPC", "HLT")
+        build_simulated_run(data_dir, db, run=1, subsystems=subsystems, snapshots=snapshots,
+                            step=step, simulator=simulator)  # fmt: skip
         add_user(db, "shifter")
         token = users.issue_token(db, "shifter")
     finally:
@@ -313,7 +349,7 @@ def running_site(tmp_path: Path, workers: int = 2) -> Iterator[Site]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    web = None
+    web = worker = None
     log = tmp_path / "web.log"
     try:
         wait_until(lambda: _port_open(zeo_port), 60, "the ZEO server")
@@ -322,13 +358,22 @@ def running_site(tmp_path: Path, workers: int = 2) -> Iterator[Site]:
             web = subprocess.Popen(
                 [str(BIN / "overwatch"), "web", "--db", uri, "--data-dir", str(data_dir),
                  "--host", "127.0.0.1", "--port", str(web_port), "--workers", str(workers)],
-                cwd=tmp_path, stdout=stream, stderr=subprocess.STDOUT,
+                cwd=tmp_path, stdout=stream, stderr=subprocess.STDOUT, env=env,
             )  # fmt: skip
+        if processing:
+            with (tmp_path / "processing.log").open("wb") as stream:
+                worker = subprocess.Popen(
+                    [str(BIN / "overwatch"), "process", "--db", uri, "--data-dir", str(data_dir)],
+                    cwd=tmp_path, stdout=stream, stderr=subprocess.STDOUT, env=env,
+                )  # fmt: skip
         url = f"http://127.0.0.1:{web_port}"
         wait_until(lambda: web.poll() is not None or http_ok(url + "/healthz"), 60, "the web app")
         assert web.poll() is None, log.read_text()
-        yield Site(url, token, PASSWORD, data_dir, uri, web, log)
+        yield Site(url, token, PASSWORD, data_dir, uri, web, log, env,
+                   notify if processing else "", worker)  # fmt: skip
     finally:
+        if worker is not None:
+            stop_process(worker)
         if web is not None:
             stop_process(web)
         stop_process(zeo)

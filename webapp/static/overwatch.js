@@ -6,9 +6,10 @@
 //   only the page content (header X-Overwatch-Partial: 1), which replaces
 //   #ow-page; history.pushState keeps the URL (and so every view state) exact,
 //   and the back button works.
-// - Pages may ask to be refreshed: data-refresh-page="S" reloads the content
-//   every S seconds (status, run list); data-refresh-drawings="S" re-fetches
-//   each histogram and redraws only those whose ETag changed (ongoing runs).
+// - Pages are live (live.js: pushed events redraw in place, keeping the user's zoom).
+//   As a fallback while no event stream is up, data-refresh-page="S" reloads the
+//   content every S seconds (status, run list) and data-refresh-drawings="S"
+//   re-fetches each histogram and redraws only those whose ETag changed.
 
 const PARTIAL_HEADER = 'X-Overwatch-Partial';
 const NO_NAV_PREFIXES = ['/api/', '/download/', '/static/', '/logout', '/healthz'];
@@ -54,43 +55,74 @@ function loginRedirect(response) {
   return false;
 }
 
-// Fetch and draw one histogram; skip the drawing when its content did not change.
-async function drawOne(J, div) {
+// Fetch one drawing's JSON (started for all drawings at once, drawn in order).
+async function fetchOne(div) {
   const src = div.dataset.src;
-  let response;
   try {
-    response = await fetch(src, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+    const response = await fetch(src, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+    return { src, response };
   } catch (error) {
-    showError(div, 'cannot reach the server: ' + error);
+    return { src, error };
+  }
+}
+
+// Draw one fetched histogram; skip the drawing when its content did not change. A drawing
+// already on the page is updated in place (JSROOT keeps the user's zoom, log scales and
+// draw options); data-snapshot says which snapshot (unix seconds) the drawing shows.
+async function drawFetched(J, div, fetched) {
+  const { src, response, error } = fetched;
+  const drawn = div.dataset.drawnSrc === src && div.querySelector('svg');
+  if (error) {
+    // Keep what is shown, marked stale; a later update redraws it.
+    if (drawn) div.classList.add('ow-stale');
+    else showError(div, 'cannot reach the server: ' + error);
     return;
   }
   if (loginRedirect(response)) return;
   if (!response.ok) {
     const body = await response.json().catch(() => ({ error: response.statusText }));
-    showError(div, body.error || response.statusText);
+    if (drawn && response.status >= 500) div.classList.add('ow-stale');
+    else showError(div, body.error || response.statusText);
     return;
   }
   const etag = response.headers.get('ETag') || '';
-  if (div.dataset.drawnSrc === src && div.dataset.etag === etag && div.querySelector('svg')) return;
+  const snapshot = response.headers.get('X-Overwatch-Snapshot');
+  if (drawn && div.dataset.etag === etag) {
+    if (snapshot) div.dataset.snapshot = snapshot;
+    div.classList.remove('ow-stale');
+    return;
+  }
   const text = await response.text();
   if (!div.isConnected) return; // the page changed meanwhile
   try {
     const obj = J.parse(text);
-    J.cleanup(div);
-    div.textContent = '';
-    div.classList.remove('ow-drawing-error');
-    await J.draw(div, obj, div.dataset.opt || '');
+    if (drawn) {
+      await J.redraw(div, obj, div.dataset.opt || '');
+    } else {
+      J.cleanup(div);
+      div.textContent = '';
+      div.classList.remove('ow-drawing-error');
+      await J.draw(div, obj, div.dataset.opt || '');
+    }
     div.dataset.drawnSrc = src;
     div.dataset.etag = etag;
+    if (snapshot) div.dataset.snapshot = snapshot;
     div.classList.add('ow-drawn');
+    div.classList.remove('ow-stale');
   } catch (error) {
     showError(div, 'JSROOT could not draw this histogram: ' + error);
   }
 }
 
-// Draw one after the other: a group may hold dozens of histograms, and
-// sequential drawing keeps the first ones appearing quickly.
-async function drawAll(page) {
+// All fetches start at once (the browser queues them); drawing goes one after the
+// other in page order, so the first ones appear quickly and nothing draws twice at once.
+let drawing = Promise.resolve();
+function drawAll(page) {
+  drawing = drawing.then(() => drawQueued(page)).catch(() => {});
+  return drawing;
+}
+
+async function drawQueued(page) {
   const divs = [...page.querySelectorAll('.ow-drawing[data-src]')];
   if (!divs.length) return;
   let J;
@@ -100,11 +132,14 @@ async function drawAll(page) {
     divs.forEach((div) => showError(div, 'JSROOT did not load: ' + error));
     return;
   }
-  for (const div of divs) {
+  const fetches = divs.map((div) => fetchOne(div));
+  for (const [i, div] of divs.entries()) {
+    const fetched = await fetches[i];
     if (!page.isConnected) return;
-    await drawOne(J, div);
+    await drawFetched(J, div, fetched);
   }
   page.dataset.drawn = 'done';
+  page.dispatchEvent(new CustomEvent('ow:drawn', { bubbles: true }));
 }
 
 function cleanupDrawings(page) {
@@ -126,10 +161,16 @@ function initPage(page) {
   drawAll(page);
   const pageSeconds = Number(page.dataset.refreshPage || 0);
   const drawingSeconds = Number(page.dataset.refreshDrawings || 0);
+  // Polling is the fallback of live updates (live.js): it stands by while the stream is on.
+  const live = () => document.body.dataset.live === 'on';
   if (pageSeconds > 0) {
-    refreshTimer = setInterval(() => navigate(location.href, { push: false, refresh: true }), pageSeconds * 1000);
+    refreshTimer = setInterval(() => {
+      if (!live()) navigate(location.href, { push: false, refresh: true });
+    }, pageSeconds * 1000);
   } else if (drawingSeconds > 0) {
-    refreshTimer = setInterval(() => drawAll(page), drawingSeconds * 1000);
+    refreshTimer = setInterval(() => {
+      if (!live()) drawAll(page);
+    }, drawingSeconds * 1000);
   }
 }
 
@@ -223,12 +264,15 @@ window.addEventListener('resize', () => {
   }, 200);
 });
 
-// Other page scripts (slices.js: a moving window's new slice) change data-src, then ask for
-// a redraw: only the drawings whose URL or content changed are drawn again.
+// Other page scripts (slices.js: a moving window's new slice; live.js: a new snapshot) ask
+// for a redraw: only the drawings whose URL or content changed are drawn again, in place.
 document.addEventListener('ow:redraw', () => {
   const page = document.getElementById('ow-page');
   if (page) drawAll(page);
 });
+
+// live.js: reload the page's content in place (pages without drawings).
+document.addEventListener('ow:refresh-page', () => navigate(location.href, { push: false, refresh: true }));
 
 const firstPage = document.getElementById('ow-page');
 if (firstPage) {

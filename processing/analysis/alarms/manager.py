@@ -181,6 +181,9 @@ class AlarmManager:
         self.raise_on = qualities
         self.renotify_seconds = renotify_minutes * 60.0
         self.notify = notify
+        #: Told (action, alarm as a dict) of every alarm opened, escalated or closed,
+        #: after the transaction commits (processing publishes them as live events).
+        self.on_change: Callable[[str, dict[str, Any]], Any] | None = None
         self.open_after = open_after
         self.close_after = close_after
 
@@ -219,6 +222,7 @@ class AlarmManager:
         states = root.check_states
         opened: list[Alarm] = []
         notices: list[AlarmNotice] = []
+        changes: list[tuple[str, Alarm]] = []
         for result in evaluation.results:
             quality = result.quality
             key = (
@@ -251,6 +255,7 @@ class AlarmManager:
                     if state.raising_streak >= self.open_after:
                         alarm = self._raise(root, evaluation, result, state, now, seen)
                         opened.append(alarm)
+                        changes.append(("opened", alarm))
                         notices.append(self._announce(alarm, now, reminder=False))
                 else:
                     alarm.occurrences += 1
@@ -259,6 +264,7 @@ class AlarmManager:
                     if quality.severity > Quality.parse(alarm.quality).severity:
                         alarm.quality = quality.value  # escalation: announce it at once
                         log.warning("alarm #%d escalated to %s", alarm.id, alarm.quality)
+                        changes.append(("escalated", alarm))
                         if not alarm.acknowledged_by:
                             notices.append(self._announce(alarm, now, reminder=False))
                     else:
@@ -272,10 +278,14 @@ class AlarmManager:
                         state.alarm_id = 0
                         state.clear_streak = 0
                         log.info("alarm #%d cleared", alarm.id)
+                        changes.append(("closed", alarm))
                     else:
                         notices.extend(self._reminder(root, state, now))
         if notices and self.notify is not None:
             self._after_commit(root, notices)
+        if changes and self.on_change is not None:
+            told = tuple((action, alarm_to_dict(alarm)) for action, alarm in changes)
+            self._transaction(root).addAfterCommitHook(self._tell, args=(told,))
         return opened
 
     @staticmethod
@@ -346,10 +356,22 @@ class AlarmManager:
             return []
         return [self._announce(alarm, now, reminder=alarm.notifications > 0)]
 
-    def _after_commit(self, root: OverwatchRoot, notices: list[AlarmNotice]) -> None:
+    @staticmethod
+    def _transaction(root: OverwatchRoot) -> Any:
         jar = getattr(root, "_p_jar", None)
-        current = jar.transaction_manager.get() if jar is not None else transaction.get()
-        current.addAfterCommitHook(self._send, args=(tuple(notices),))
+        return jar.transaction_manager.get() if jar is not None else transaction.get()
+
+    def _after_commit(self, root: OverwatchRoot, notices: list[AlarmNotice]) -> None:
+        self._transaction(root).addAfterCommitHook(self._send, args=(tuple(notices),))
+
+    def _tell(self, committed: bool, changes: tuple[tuple[str, dict[str, Any]], ...]) -> None:
+        if not committed:
+            return
+        for action, alarm in changes:
+            try:
+                self.on_change(action, alarm)  # type: ignore[misc]
+            except Exception:  # telling pages must never undo or block processing
+                log.exception("could not announce alarm #%s %s", alarm.get("id"), action)
 
     def _send(self, committed: bool, notices: tuple[AlarmNotice, ...]) -> None:
         if not committed:
