@@ -11,20 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from tests.unit.test_web_support import running_site
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 #: Every drawing div holds an SVG drawn from the JSON its data-src names.
 ALL_DRAWN = """() => {
   const divs = [...document.querySelectorAll('.ow-drawing')];
@@ -37,16 +28,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def site(tmp_path_factory: pytest.TempPathFactory):
     with running_site(tmp_path_factory.mktemp("site")) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (Debian package chromium)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def drawings(page) -> list[dict]:

@@ -19,9 +19,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from playwright.sync_api import sync_playwright
 
-from tests.browser.test_web_browser import ALL_DRAWN, CHROMIUM, CHROMIUM_ARGS, PNG_SIGNATURE
+from tests.browser.conftest import sign_in
+from tests.browser.test_web_browser import ALL_DRAWN, PNG_SIGNATURE
 from tests.browser.test_web_browser_plugins import plugin_site
 
 pytestmark = pytest.mark.browser
@@ -55,16 +55,6 @@ def site(tmp_path_factory: pytest.TempPathFactory):
         yield running
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (Debian package chromium)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 def signed_in(browser, site, **context_args):
     """A fresh context (own storage) signed in as the shifter; returns (context, page, errors)."""
     context = browser.new_context(**context_args)
@@ -72,11 +62,7 @@ def signed_in(browser, site, **context_args):
     page.set_default_timeout(60_000)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
-    page.goto(site.url + "/login")
-    page.fill("input[name=username]", "shifter")
-    page.fill("input[name=password]", site.password)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/runs")
+    sign_in(page, site)
     return context, page, errors
 
 

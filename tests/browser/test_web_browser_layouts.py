@@ -13,9 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
-from tests.browser.test_web_browser import ALL_DRAWN, CHROMIUM, CHROMIUM_ARGS
+from tests.browser.test_web_browser import ALL_DRAWN
 from tests.unit.test_web_support import running_site
 
 pytestmark = pytest.mark.browser
@@ -68,16 +67,6 @@ def site(tmp_path_factory: pytest.TempPathFactory):
         patch.setenv("OVERWATCH_WEB__LAYOUTS_DIR", str(layouts))
         with running_site(tmp_path, workers=1) as running:
             yield running, layouts
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (Debian package chromium)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def plots(page) -> list[dict]:

@@ -19,20 +19,17 @@ import json
 import subprocess
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from receivers.simulator import DetectorSimulator
+from tests.browser.conftest import sign_in
 from tests.live_support import SUBSYSTEM, Feed, idle_streams
 from tests.realtime import percentile
 from tests.unit.test_web_support import BIN, running_site, stop_process, wait_until
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 LATENCY_TARGET = 1.5
 UPDATES = 20
 #: The newest data-snapshot on the page's drawings (0 before any is drawn).
@@ -71,27 +68,13 @@ def live(tmp_path_factory):
             feed.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (Debian package chromium)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
-
-
 def signed_in(browser, site):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(30_000)
     page.logs = []
     page.on("console", lambda m: page.logs.append(f"{m.type}: {m.text}"))
     page.on("pageerror", lambda e: page.logs.append(f"error: {e}"))
-    page.goto(site.url + "/login")
-    page.fill("input[name=username]", "shifter")
-    page.fill("input[name=password]", site.password)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/runs")
+    sign_in(page, site)
     return page
 
 

@@ -18,10 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from overwatch.store.db import open_db
-from tests.browser.test_web_browser import ALL_DRAWN, CHROMIUM, CHROMIUM_ARGS
+from tests.browser.test_web_browser import ALL_DRAWN
 from tests.unit.test_web_support import (
     BIN,
     PASSWORD,
@@ -90,16 +89,6 @@ def plugin_site(tmp_path: Path) -> Iterator[Site]:
 def site(tmp_path_factory: pytest.TempPathFactory):
     with plugin_site(tmp_path_factory.mktemp("plugin-site")) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (Debian package chromium)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def api(site: Site, path: str) -> dict:

@@ -16,10 +16,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from overwatch.store.db import open_db
-from tests.browser.test_web_browser import ALL_DRAWN, CHROMIUM, CHROMIUM_ARGS
+from tests.browser.test_web_browser import ALL_DRAWN
 from tests.unit.test_compare_online import DATA, HOT_PATH, REFERENCE, build_reference_runs
 from tests.unit.test_web_support import (
     BIN,
@@ -87,16 +86,6 @@ def reference_site(tmp_path: Path) -> Iterator[Site]:
 def site(tmp_path_factory: pytest.TempPathFactory):
     with reference_site(tmp_path_factory.mktemp("reference-site")) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (Debian package chromium)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def figure_paths(page) -> list[str]:

@@ -18,7 +18,7 @@ import pytest
 from overwatch import timestamps
 from overwatch.store.db import open_db
 from processing.pipeline import Pipeline
-from tests.browser.test_web_browser import ALL_DRAWN, browser, drawings  # noqa: F401 - fixture
+from tests.browser.test_web_browser import ALL_DRAWN, drawings
 from tests.unit.test_web_support import running_site
 
 pytestmark = pytest.mark.browser
@@ -47,7 +47,7 @@ def site(tmp_path_factory: pytest.TempPathFactory):
         yield running
 
 
-def signed_in(browser, site):  # noqa: F811 - the fixture above
+def signed_in(browser, site):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(60_000)
     page.goto(site.url + "/runs/1/EMC?group=SM00")
