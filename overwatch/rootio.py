@@ -139,6 +139,7 @@ def list_keys(
         if key.fClassName in ("TDirectory", "TDirectoryFile"):
             try:
                 subdirectory = key.get()
+                check_key_list(subdirectory)
             except Exception as error:  # uproot raises many types for damaged bytes
                 if skipped is None:
                     raise RootFileError(f"directory {path!r} unreadable: {error}") from error
@@ -150,6 +151,50 @@ def list_keys(
             yield from list_keys(subdirectory, prefix=path + "/", skipped=skipped)
         else:
             yield path, key
+
+
+def check_key_list(directory) -> None:
+    """Raise :class:`RootFileError` if a directory's key list does not hold what it says.
+
+    Why: uproot reads a key list that is damaged in its count or lengths without
+    complaint (a count of -1 reads as no keys), so the directory's histograms
+    would silently vanish. The list is one record of ``fNbytesKeys`` bytes: a
+    TKey header whose ``fNbytes`` repeats that length, the number of keys, then
+    that many key headers, all inside the record (ROOT and uproot may leave
+    spare room at its end).
+    """
+    start, length = directory._fSeekKeys, directory._fNbytesKeys  # noqa: SLF001
+    if start == 0:
+        return  # a directory that was never given a key list: empty by construction
+    keys = directory._keys  # noqa: SLF001
+    head_size = 18  # fNbytes, fVersion, fObjLen, fDatime, fKeylen: the fixed part we need
+    stop = start + head_size
+    chunk = directory._file.chunk(start, stop)  # noqa: SLF001
+    head = chunk.get(start, stop, uproot.source.cursor.Cursor(start), {}).tobytes()
+    nbytes, keylen = struct.unpack(">i", head[0:4])[0], struct.unpack(">h", head[14:16])[0]
+    if nbytes != length or not 0 < keylen < length:
+        raise RootFileError(
+            f"damaged key list: record of {nbytes} bytes with a {keylen}-byte header, "
+            f"the directory says {length} bytes"
+        )
+    at = start + keylen
+    chunk = directory._file.chunk(at, at + 4)  # noqa: SLF001
+    raw = chunk.get(at, at + 4, uproot.source.cursor.Cursor(at), {}).tobytes()
+    count = struct.unpack(">i", raw)[0]
+    used = keylen + 4 + sum(key._fKeylen for key in keys)  # noqa: SLF001
+    if count != len(keys) or used > length:
+        raise RootFileError(
+            f"damaged key list: it counts {count} key(s) in {used} bytes, "
+            f"{len(keys)} read, the record holds {length} bytes"
+        )
+    end = directory._file.fEND  # noqa: SLF001
+    for key in keys:
+        size, where = key._fNbytes, key._fSeekKey  # noqa: SLF001
+        if not (key.fName and 0 < key._fKeylen <= size and 0 < where < end):  # noqa: SLF001
+            raise RootFileError(
+                f"damaged key list: key {key.fName!r} ({size} bytes at {where}) "
+                f"does not fit in the file's {end} bytes"
+            )
 
 
 def validate_root_bytes(data: bytes) -> int:

@@ -101,8 +101,10 @@ class SnapshotEncoder:
         _check_header(source)
         with _open(source) as file:
             try:
-                keys = list(rootio.list_keys(file))
-            except Exception as error:  # a damaged directory: the whole file is unusable
+                # A damaged subdirectory is noted in ``skipped`` (its path and why), so
+                # the rest of the file is still read and the loss is not silent.
+                keys = list(rootio.list_keys(file, skipped=skipped))
+            except Exception as error:  # a damaged top directory: the whole file is unusable
                 raise RootFileError(f"ROOT directory unreadable: {error}") from error
             for path, key in keys:
                 class_name = key.fClassName
