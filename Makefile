@@ -19,13 +19,18 @@ $(STAMP): pyproject.toml setup.py
 	touch $(STAMP)
 
 # Debian packages the browser and JSROOT tests need (CI runs as root on a bare machine).
+# apt waits up to APT_LOCK_WAIT seconds for a busy lock (unattended upgrades at boot)
+# instead of failing at once.
+APT_LOCK_WAIT ?= 300
+APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=$(APT_LOCK_WAIT)
+
 system-deps:
 	@if ! command -v chromium >/dev/null 2>&1; then \
 		echo "installing chromium (Debian package) for the browser tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		$(APT_GET) update -qq && $(APT_GET) install -y -qq chromium >/dev/null; \
 	fi
 	@if ! command -v node >/dev/null 2>&1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+		$(APT_GET) update -qq && $(APT_GET) install -y -qq nodejs npm >/dev/null; \
 	fi
 
 node-deps: $(NODE_STAMP)

@@ -30,7 +30,28 @@ def build_parser() -> argparse.ArgumentParser:
             log.warning("subcommands of %s unavailable: %s", entry.name, error)
             continue
         register(subparsers)
+    _config_everywhere(parser)
     return parser
+
+
+def _config_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Accept ``--config`` after any subcommand too (``overwatch process --config F``).
+
+    The subcommands' copies default to SUPPRESS, so one given before the
+    subcommand is not overwritten by the subcommand's absent one; given in
+    both places, the later one wins.
+    """
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public walk of subparsers
+        if not isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            continue
+        for sub in set(action.choices.values()):
+            if "--config" not in sub._option_string_actions:  # noqa: SLF001
+                sub.add_argument(
+                    "--config",
+                    default=argparse.SUPPRESS,
+                    help="YAML file layered over the defaults",
+                )
+            _config_everywhere(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from overwatch.config import ConfigError, Settings, load_settings
 
@@ -45,6 +46,8 @@ def _process(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     data_dir = args.data_dir or settings.data.data_dir
+    if args.once and not Path(data_dir).is_dir():  # "processed 0" would hide a mistyped path
+        return _error("process", FileNotFoundError(f"data directory {data_dir} does not exist"))
     try:  # all configuration first: never start half-configured
         checks = load_engine(args.checks or settings.processing.checks_file)
         dispatcher = build_dispatcher(
@@ -109,6 +112,14 @@ def _slice(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings is None:
         return 2
+    folder = Path(args.output).parent
+    if not folder.is_dir():  # never create folders a typo in -o names
+        return _error(
+            "slice",
+            FileNotFoundError(
+                f"the folder of -o {args.output}, {folder}, does not exist: create it first"
+            ),
+        )
     try:
         options = parse_options(args.option)
         db = _open(args, settings)

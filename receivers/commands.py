@@ -87,11 +87,37 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _endpoint_error(address: str) -> str | None:
+    """Why ZMQ refuses ``address`` as an endpoint to connect to, or None if it takes it.
+
+    ZMQ itself is asked (a throwaway socket connects and closes), so exactly
+    what the receiver's socket would refuse is refused here, before it starts.
+    """
+    import zmq
+
+    probe = zmq.Context.instance().socket(zmq.DEALER)
+    try:
+        probe.connect(address)
+    except zmq.ZMQError as error:
+        return str(error)
+    finally:
+        probe.close(linger=0)
+    return None
+
+
 def _receive(args: argparse.Namespace) -> int:
     from receivers.zmq_receiver import Receiver
 
     settings = _settings(args)
     if settings is None:
+        return 2
+    refused = _endpoint_error(args.connect)
+    if refused is not None:
+        print(
+            f"overwatch receive: --connect {args.connect!r} is not a ZMQ address ({refused}); "
+            "expected e.g. tcp://127.0.0.1:5555",
+            file=sys.stderr,
+        )
         return 2
     receiver_settings = settings.receiver
     overrides = {

@@ -34,9 +34,8 @@ def records_of(capsys, tmp_path: Path, *argv: str) -> tuple[int, list[dict]]:
     return code, json.loads(target.read_text())
 
 
-@pytest.mark.parametrize("sample", sorted(p.name for p in SAMPLES.glob("*.root")))
-def test_every_sample_file_against_itself(sample, capsys, tmp_path):
-    path = str(SAMPLES / sample)
+def test_every_sample_file_against_itself(sample_file: Path, capsys, tmp_path):
+    path = str(sample_file)  # one per sample file; a missing folder fails (tests/conftest.py)
     args = [path, path] + [arg for test in ALL_TESTS for arg in ("-s", test)]
     code, records = records_of(capsys, tmp_path, *args)
     histograms = rootio.read_histograms(path).histograms
@@ -47,7 +46,7 @@ def test_every_sample_file_against_itself(sample, capsys, tmp_path):
     for record in records:
         histogram = histograms[record["path"]]
         content = histogram.bin_entries if histogram.is_profile else histogram.values
-        where = f"{sample}:{record['path']}:{record['test']}"
+        where = f"{sample_file.name}:{record['path']}:{record['test']}"
         assert record["status"] != "fail", where
         if not content.any():
             assert (record["status"], record["reason"]) == ("null", "empty"), where

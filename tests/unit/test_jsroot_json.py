@@ -24,8 +24,6 @@ from overwatch.jsroot import stack, to_json_bytes, to_jsroot, trend_graph
 from tests.jsroot_node import JSROOT_PACKAGE, run_jsroot
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / ".." / "shared" / "data" / "root-samples"
-SAMPLE_FILES = sorted(SAMPLES.glob("*.root"))
 VENDORED = ROOT / "webapp" / "static" / "jsroot"
 PINNED_VERSION = "7.11.2"
 HISTOGRAM_CLASS = re.compile(r"^(TH[123][CSIFDL]|TProfile|TProfile2D|TProfile3D)$")
@@ -101,11 +99,11 @@ def _uproot_reference(path: Path, key: str):
 
 
 @pytest.fixture(scope="module")
-def drawn():
+def drawn(sample_files: list[Path]):
     """Serialise everything once and let ONE node process parse and draw it all."""
     served: dict[str, bytes] = {}
     options: dict[str, str] = {}
-    for path in SAMPLE_FILES:
+    for path in sample_files:
         for key, histogram in rootio.read_histograms(path).histograms.items():
             served[f"{path.name}:{key}"] = to_json_bytes(to_jsroot(histogram))
     for name, (histogram, option) in SYNTHETIC.items():
@@ -124,8 +122,8 @@ def _assert_drawn(result: dict) -> None:
 # -- real ROOT files -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name)
-def test_sample_file_histograms_match_uproot(path, drawn):
+def test_sample_file_histograms_match_uproot(sample_file: Path, drawn):
+    path = sample_file  # one per sample file; a missing folder fails (tests/conftest.py)
     served, results = drawn
     with uproot.open(path) as file:
         expected_keys = {
