@@ -102,6 +102,14 @@ class ReceiverSettings:
     fsync: bool = True
     notify_address: str = "tcp://127.0.0.1:8851"
     heartbeat_interval: float = _bounded(5.0, gt=0)
+    max_clock_skew: float = _bounded(300.0, gt=0)
+    restamp_future: bool = False
+    stop_wait: float = _bounded(5.0, ge=0)
+    fallback_dir: str = ""
+    quarantine_max_bytes: int = _bounded(67_108_864, ge=0)
+    quarantine_max_files: int = _bounded(1000, ge=0)
+    quarantine_payload_bytes: int = _bounded(1_048_576, ge=0)
+    quarantine_index_bytes: int = _bounded(16_777_216, gt=0)
 
 
 def _default_events_histograms() -> dict[str, str]:

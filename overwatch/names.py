@@ -14,8 +14,11 @@ The rules:
   escaping, and ``<SYS>hists.`` splits unambiguously. (Earlier copies of this
   rule differed: one allowed ``_`` and ``-`` up to 64 characters, one any
   length; none of them could be received, so nothing on disk used more.)
-* **Run**: an integer from 0 to :data:`MAX_RUN` (2**31 - 1, the largest key
-  ZODB's ``IOBTree`` of runs takes). Booleans are not runs. Its directory is
+* **Run**: an integer from 1 to :data:`MAX_RUN` (2**31 - 1, the largest key
+  ZODB's ``IOBTree`` of runs takes: a larger one stored on disk would make
+  every processing pass fail). Run 0 is what senders send between runs ("no
+  run going on", ``"run": 0`` on the wire): it holds no data, so it is
+  no run here and never a directory. Booleans are not runs. Its directory is
   ``Run<run>`` in plain decimal, without leading zeros, so a directory name
   and its number convert both ways (``Run007`` is not a run directory).
 * **Snapshot files** (Overwatch's layout, kept so archived data replays as is):
@@ -64,7 +67,7 @@ MAX_RUN = 2**31 - 1
 
 _SUBSYSTEM = rf"[A-Za-z0-9]{{1,{MAX_SUBSYSTEM_LENGTH}}}"
 _MODE = r"[A-Za-z0-9]{1,16}"
-_RUN = r"0|[1-9][0-9]{0,9}"  # canonical decimal: what f"{run}" writes
+_RUN = r"[1-9][0-9]{0,9}"  # canonical decimal: what f"{run}" writes
 #: The time of an Overwatch name, zero-padded ``YYYY_MM_DD_HH_MM_SS``.
 _STAMP = (
     r"(?P<year>[0-9]{4})_(?P<month>[0-9]{2})_(?P<day>[0-9]{2})_"
@@ -138,8 +141,8 @@ def check_mode(mode: object) -> str:
 
 
 def is_run(run: object) -> bool:
-    """Whether ``run`` is a valid run number (an integer, not a bool, 0 to MAX_RUN)."""
-    return isinstance(run, numbers.Integral) and not isinstance(run, bool) and 0 <= run <= MAX_RUN
+    """Whether ``run`` is a valid run number (an integer, not a bool, 1 to MAX_RUN)."""
+    return isinstance(run, numbers.Integral) and not isinstance(run, bool) and 1 <= run <= MAX_RUN
 
 
 def check_run(run: object) -> int:
@@ -148,7 +151,7 @@ def check_run(run: object) -> int:
     Integral types such as numpy integers are accepted and converted.
     """
     if not is_run(run):
-        raise InvalidName(f"invalid run number {run!r}: expected an integer from 0 to {MAX_RUN}")
+        raise InvalidName(f"invalid run number {run!r}: expected an integer from 1 to {MAX_RUN}")
     return int(run)  # type: ignore[call-overload]
 
 

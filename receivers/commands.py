@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def _stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM/SIGINT, so the loop finishes the message in hand and exits 0."""
+    """An event set by SIGTERM/SIGINT, so the loop finishes the message in hand and stops."""
     stop = threading.Event()
 
     def handler(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
@@ -144,8 +144,9 @@ def _receive(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"overwatch receive: {error}", file=sys.stderr)
         return 2
-    receiver.run(_stop_on_signals())
-    return 0
+    result = receiver.run(_stop_on_signals())
+    # Non-zero when snapshots were lost on stop (the log lists them), so a supervisor sees it.
+    return 1 if result.lost else 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -195,7 +196,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "receive",
         help="receive snapshots of one subsystem over ZMQ and store them",
         description="Poll a REP sender (req) or subscribe to a PUB sender (sub) and write each "
-        "snapshot verbatim as <data-dir>/Run<N>/<SYS>/<SYS>hists.<UTC time>.root.",
+        "snapshot verbatim as <data-dir>/Run<N>/<SYS>/<SYS>hists.<UTC time>.root. Exits 1 "
+        "if snapshots were lost on stop because the disk stayed full (the log lists them).",
     )
     rec.add_argument("--subsystem", required=True)
     rec.add_argument("--connect", required=True, help="sender address, e.g. tcp://127.0.0.1:5555")

@@ -15,9 +15,15 @@
   later snapshots queue behind it. ``pending_limit_bytes`` bounds that memory:
   the caller asks :meth:`Spool.has_room` and decides (a REQ receiver stops
   polling, a SUB receiver drops and counts).
-* Quarantine: rejected messages are kept under ``<data-dir>/quarantine/`` as
-  ``<SYS>.<UTC time>.<n>.bin`` (the payload frame) with ``<same>.reason.json``
-  beside it (reason, receive time, header text, frame sizes).
+* Stopping (:meth:`Spool.drain`): what is still in memory gets ``wait``
+  seconds more of retries, then goes to a fallback directory (same layout) if
+  one is set; whatever neither took is lost and reported item by item. While
+  draining, the newest snapshot of each run and subsystem goes first: a
+  cumulative snapshot holds all earlier content, so if only some fit, the ones
+  that fit lose the least. (Those may then reach the disk before older names
+  of their run; names stay unique and ordered by time.)
+
+Rejected messages go to :mod:`receivers.quarantine`.
 
 All file-system calls go through :class:`overwatch.store.layout.FileSystem`, so tests can make them fail
 (e.g. ``ENOSPC`` from ``write``) at the OS-call level.
@@ -26,23 +32,20 @@ All file-system calls go through :class:`overwatch.store.layout.FileSystem`, so 
 from __future__ import annotations
 
 import errno
-import itertools
-import json
 import logging
-import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from overwatch.store.layout import DataDir, FileSystem, atomic_write
+from overwatch import names
+from overwatch.store.layout import FileSystem, atomic_write
 from overwatch.timestamps import from_unix, snapshot_relpath
 
 log = logging.getLogger(__name__)
 
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-_quarantine_counter = itertools.count()
 
 
 def describe_os_error(error: OSError) -> str:
@@ -72,8 +75,29 @@ class StoreResult:
     flushed: list[Item] = field(default_factory=list)
 
 
+@dataclass
+class DrainResult:
+    """What :meth:`Spool.drain` did with the items still in memory at stop."""
+
+    written: list[Item] = field(default_factory=list)  # into the data directory
+    spilled: list[Item] = field(default_factory=list)  # into the fallback directory
+    lost: list[Item] = field(default_factory=list)  # nowhere: in arrival order
+
+
+def newest_first(items: list[Item]) -> list[Item]:
+    """``items`` with the newest of each (run, subsystem) first (latest arrival first), then
+    the others in arrival order: the order that loses least when only some can be written."""
+    newest: dict[tuple[int, str] | str, int] = {}  # (run, subsystem) -> index of its newest
+    for index, item in enumerate(items):
+        parts = names.split_snapshot_relpath(item.relpath)
+        newest[(parts[0], parts[1]) if parts else item.relpath] = index
+    heads = sorted(newest.values(), reverse=True)
+    chosen = set(heads)
+    return [items[i] for i in heads] + [item for i, item in enumerate(items) if i not in chosen]
+
+
 class Spool:
-    """Snapshot writer of one receiver: unique names, atomic writes, memory buffer, quarantine."""
+    """Snapshot writer of one receiver: unique names, atomic writes, memory buffer."""
 
     def __init__(
         self,
@@ -183,47 +207,48 @@ class Spool:
             self.pending_bytes + len(item.data), self.pending_limit_bytes, self.retry_interval,
         )  # fmt: skip
 
-    def _write(self, item: Item) -> None:
-        atomic_write(self.data_dir / item.relpath, item.data, fsync=self.fsync, fs=self.fs)
+    def _write(self, item: Item, fallback: Path | None = None) -> None:
+        if fallback is None:
+            atomic_write(self.data_dir / item.relpath, item.data, fsync=self.fsync, fs=self.fs)
+            return
+        # Never over an earlier spill of the same name: that one is reported lost instead.
+        target = fallback / item.relpath
+        atomic_write(target, item.data, fsync=self.fsync, fs=self.fs, replace=False)
 
-    # -- quarantine ------------------------------------------------------------------
-    def quarantine(
-        self,
-        payload: bytes,
-        reason: str,
-        *,
-        subsystem: str,
-        header: bytes | None = None,
-        frames: list[int] | None = None,
-        received: float | None = None,
-    ) -> Path | None:
-        """Keep a rejected message for inspection; return its ``.bin`` path (None if unwritable)."""
-        received = time.time() if received is None else received
-        stamp = from_unix(int(received)).format("YYYY_MM_DD_HH_mm_ss")
-        unique = f"{os.getpid()}-{next(_quarantine_counter)}"
-        kept, reason_file = DataDir(self.data_dir).quarantine_files(subsystem, stamp, unique)
-        record = {
-            "reason": reason,
-            "subsystem": subsystem,
-            "received": received,
-            "received_utc": from_unix(received).isoformat(),
-            "header": None if header is None else bytes(header[:4096]).decode("utf-8", "replace"),
-            "payload_bytes": len(payload),
-            "frame_bytes": frames,
-        }
-        try:
-            atomic_write(kept, payload, fsync=self.fsync, fs=self.fs)
-            atomic_write(
-                reason_file,
-                json.dumps(record, indent=1).encode("utf-8"),
-                fsync=self.fsync,
-                fs=self.fs,
-            )
-        except OSError as error:
-            log.error(
-                "cannot keep the rejected message in %s: %s",
-                kept.parent,
-                describe_os_error(error),
-            )
-            return None
-        return kept
+    # -- stopping ------------------------------------------------------------------
+    def drain(self, wait: float, fallback: str | Path | None = None) -> DrainResult:
+        """Empty the memory buffer before exit: retry for ``wait`` seconds, then spill.
+
+        Each round tries every item (newest of each run first): a smaller one may
+        fit where a larger one did not. Never raises for the disk.
+        """
+        result = DrainResult()
+        deadline = time.monotonic() + wait
+        while self.pending:
+            result.written += self._try_all(None)
+            remaining = deadline - time.monotonic()
+            if not self.pending or remaining <= 0:
+                break
+            time.sleep(min(max(self.retry_interval, 0.05), remaining))
+        if self.pending and fallback:
+            result.spilled = self._try_all(Path(fallback))
+        result.lost = list(self.pending)
+        if not self.pending:
+            self.last_error = None
+        return result
+
+    def _try_all(self, fallback: Path | None) -> list[Item]:
+        """Write each pending item once (into ``fallback``, default the data directory)."""
+        done = []
+        for item in newest_first(list(self.pending)):
+            try:
+                self._write(item, fallback)
+            except OSError as error:
+                self.last_error = f"{describe_os_error(error)}: {error}"
+                continue
+            self.pending_bytes -= len(item.data)
+            self._reserved.discard(item.relpath)
+            done.append(item)
+        written = {id(item) for item in done}
+        self.pending = deque(item for item in self.pending if id(item) not in written)
+        return done

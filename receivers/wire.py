@@ -11,7 +11,10 @@ Framing (every frame is a ZMQ message part of one multipart message):
 
 ``header`` is a UTF-8 JSON object ``{"run": int, "subsystem": "EMC", "mode":
 "B", "seq": int, "timestamp": <unix float, optional>}``; further keys are
-ignored so senders can add information. ``payload`` is the bytes of a complete
+ignored so senders can add information. ``run`` is :data:`NO_RUN` (0, "no run
+going on": stored never) or a run number of :mod:`overwatch.names` (1 to
+2**31 - 1); anything else is a bad header, refused here so that no part of
+Overwatch ever sees a run it cannot store. ``payload`` is the bytes of a complete
 ROOT file. A sender that cannot serve a request answers a header with an
 ``"error"`` key (a human-readable reason) and an empty payload; the receiver
 logs the reason and stores nothing.
@@ -31,6 +34,8 @@ from overwatch import names
 
 #: Largest accepted header frame; a header is a few dozen bytes.
 MAX_HEADER_BYTES = 65_536
+#: The run senders send between runs: valid on the wire, never stored.
+NO_RUN = 0
 
 
 class WireError(ValueError):
@@ -110,10 +115,11 @@ def parse_header(frame: bytes) -> Header | Refusal:
         subsystem = data.get("subsystem")
         return Refusal(str(data["error"]), subsystem if isinstance(subsystem, str) else None)
     run = _integer(data, "run")
-    try:
-        names.check_run(run)
-    except names.InvalidName as error:
-        raise WireError(f"header field 'run': {error}") from None
+    if run != NO_RUN:
+        try:
+            names.check_run(run)
+        except names.InvalidName as error:
+            raise WireError(f"header field 'run': {error}") from None
     seq = _integer(data, "seq")
     if "subsystem" not in data:
         raise WireError("header misses the field 'subsystem'")

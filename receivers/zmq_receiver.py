@@ -13,20 +13,35 @@ Patterns (framing in :mod:`receivers.wire`):
   same back-off.
 
 Each message goes through :meth:`Receiver.handle_message`: wrong framing, bad
-header, another subsystem, an oversized payload or bytes that are not a
-complete ROOT file listing objects are quarantined (one log line, a copy kept,
-counted); run 0, an empty payload, a sender's refusal and a payload identical
-to the previous one store nothing (counted); anything else is written verbatim
-by the :class:`~receivers.spool.Spool` and announced to processing.
+header (a run beyond 2**31 - 1 included), another subsystem, an oversized
+payload, a header timestamp more than ``max_clock_skew`` seconds ahead of this
+receiver's clock, or bytes that are not a complete ROOT file listing objects
+are quarantined (one log line, a bounded copy and a reason kept,
+:mod:`receivers.quarantine`, counted); run 0, an empty payload, a sender's
+refusal and a payload identical to the previous one *of the same run* store
+nothing (counted); anything else is written verbatim by the
+:class:`~receivers.spool.Spool` and announced to processing.
+
+Why only the future is refused: names never go backwards within a run
+(:mod:`receivers.spool`), so one snapshot dated years ahead would date every
+later one after it and keep its run "ongoing"; a timestamp in the past costs
+nothing (it is named after the previous one) and is what a replay of an
+archived run sends. With ``restamp_future`` such a snapshot is stored under its
+receipt time instead, said in the log (once per run).
 
 Disk full: snapshots wait in memory. In ``req`` mode polling pauses while the
 next snapshot would not fit ``pending_limit_bytes`` (so nothing acknowledged is
 lost); in ``sub`` mode messages beyond the bound are dropped and counted.
-On stop (SIGTERM) the message in hand is finished first.
+On stop (SIGTERM) the message in hand is finished first; then snapshots still in
+memory get ``stop_wait`` seconds for the disk, go to ``fallback_dir`` if set,
+and whatever is left is logged as lost, snapshot by snapshot
+(:meth:`Receiver.run` returns them, and ``overwatch receive`` exits 1).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import random
 import threading
@@ -37,12 +52,16 @@ from pathlib import Path
 
 import zmq
 
+from overwatch import names
 from overwatch.config import ReceiverSettings
+from overwatch.lru import LRU
 from overwatch.rootio import RootFileError, validate_root_bytes
+from overwatch.timestamps import from_unix
 from receivers import wire
 from receivers.heartbeat import Heartbeat
 from receivers.notify import Notifier
-from receivers.spool import FileSystem, Item, Spool
+from receivers.quarantine import Quarantine
+from receivers.spool import DrainResult, FileSystem, Item, Spool
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +69,9 @@ log = logging.getLogger(__name__)
 #: little too big still arrives and is quarantined with a reason rather than
 #: silently dropping the connection; anything beyond is cut off by ZeroMQ itself.
 _ZMQ_SIZE_FACTOR = 2
+#: (run, subsystem) keys whose last payload digest is remembered for the duplicate check;
+#: a sender interleaves at most a couple of runs.
+_DUPLICATE_KEYS = 16
 
 
 class Status(StrEnum):
@@ -115,10 +137,24 @@ class Receiver:
             fs=fs,
         )
         self.heartbeat.pending["limit"] = settings.pending_limit_bytes
+        self.quarantine = Quarantine(
+            data_dir,
+            self.subsystem,
+            max_bytes=settings.quarantine_max_bytes,
+            max_files=settings.quarantine_max_files,
+            payload_bytes=settings.quarantine_payload_bytes,
+            index_bytes=settings.quarantine_index_bytes,
+            fsync=settings.fsync,
+            retry_interval=retry_interval,
+            fs=fs,
+        )
         self._context = context or zmq.Context.instance()
         address = settings.notify_address if notify_address is None else notify_address
         self.notifier = Notifier(address, context=self._context)
-        self._previous: bytes | None = None
+        # Digest of the last payload stored per (run, subsystem): a new run's first snapshot
+        # may be byte for byte its predecessor's last one and must still be stored.
+        self._previous: LRU[tuple[int, str], bytes] = LRU(_DUPLICATE_KEYS)
+        self._restamped_run: int | None = None
         self._last_size = 0
         self._socket: zmq.Socket | None = None
         self._refusal: str | None = None
@@ -158,22 +194,52 @@ class Receiver:
             reason = f"header names subsystem {header.subsystem!r}, this receiver takes {self.subsystem!r}"
             return self._quarantine(payload, reason, head, frames, received)
         self._refusal = None
-        if header.run == 0:
+        if header.run == wire.NO_RUN:
             self.heartbeat.count("run_zero")
             return Outcome(Status.RUN_ZERO, header=header)
         if not payload:
             self.heartbeat.count("empty")
             return Outcome(Status.EMPTY, header=header)
-        if payload == self._previous:
+        ahead = self._ahead(header, received)
+        if ahead is not None and not self.settings.restamp_future:
+            return self._quarantine(payload, ahead, head, frames, received)
+        if ahead is not None:
+            self._say_restamped(header, ahead)
+            header = dataclasses.replace(header, timestamp=received)
+        digest = hashlib.blake2b(payload, digest_size=32).digest()
+        if self._previous.get((header.run, header.subsystem)) == digest:
             self.heartbeat.count("duplicates")
             return Outcome(Status.DUPLICATE, header=header)
         try:
             validate_root_bytes(payload)
         except RootFileError as error:
             return self._quarantine(payload, f"bad payload: {error}", head, frames, received)
-        return self._store(header, payload, received)
+        return self._store(header, payload, received, digest)
 
-    def _store(self, header: wire.Header, payload: bytes, received: float) -> Outcome:
+    def _ahead(self, header: wire.Header, received: float) -> str | None:
+        """Why the header's timestamp is too far ahead of this receiver's clock, or None."""
+        skew = self.settings.max_clock_skew
+        if header.timestamp is None or header.timestamp <= received + skew:
+            return None
+        return (
+            f"future timestamp: {from_unix(header.timestamp).isoformat()} is "
+            f"{header.timestamp - received:.0f} s ahead of this receiver's clock "
+            f"(receiver.max_clock_skew {skew:g} s): it would date every later snapshot "
+            f"of run {header.run} after it"
+        )
+
+    def _say_restamped(self, header: wire.Header, ahead: str) -> None:
+        if header.run != self._restamped_run:  # once per run, not once a second
+            log.warning(
+                "run %d: %s; stored under the receipt time instead (receiver.restamp_future), "
+                "as is every later snapshot of this run that far ahead",
+                header.run, ahead,
+            )  # fmt: skip
+            self._restamped_run = header.run
+
+    def _store(
+        self, header: wire.Header, payload: bytes, received: float, digest: bytes
+    ) -> Outcome:
         instant = header.timestamp if header.timestamp is not None else received
         relpath = self.spool.unique_relpath(header.run, self.subsystem, instant)
         result = self.spool.store(Item(relpath, payload, header), keep=self.pattern == "req")
@@ -187,7 +253,7 @@ class Receiver:
                 self.spool.pending_bytes, self.spool.pending_limit_bytes,
             )  # fmt: skip
             return Outcome(Status.DROPPED, relpath, "memory buffer full", header)
-        self._previous = payload
+        self._previous.put((header.run, header.subsystem), digest)
         self._last_size = len(payload)
         self.heartbeat.update(
             last_snapshot=received,
@@ -222,10 +288,9 @@ class Receiver:
 
     def _quarantine(self, payload: bytes, reason: str, head, frames, received: float) -> Outcome:
         self.heartbeat.count("quarantined")
-        kept = self.spool.quarantine(
+        kept = self.quarantine.keep(
             payload,
             reason,
-            subsystem=self.subsystem,
             header=head,
             frames=[len(f) for f in frames],
             received=received,
@@ -253,6 +318,7 @@ class Receiver:
 
     def _housekeeping(self) -> None:
         self._after_flush(self.spool.flush())
+        self.quarantine.flush()
         self.heartbeat.maybe_write()
 
     def _backoff(self, failures: int) -> float:
@@ -260,8 +326,12 @@ class Receiver:
             self.interval * 2 ** (failures - 1), max(self.settings.max_backoff, self.interval)
         )
 
-    def run(self, stop_event: threading.Event) -> None:
-        """Receive until ``stop_event`` is set; the message in hand is always finished."""
+    def run(self, stop_event: threading.Event) -> DrainResult:
+        """Receive until ``stop_event`` is set; the message in hand is always finished.
+
+        Returns what became of the snapshots still in memory at stop (``lost`` is
+        empty unless the disk stayed full).
+        """
         log.info(
             "receiving %s from %s (%s) into %s",
             self.subsystem,
@@ -277,16 +347,48 @@ class Receiver:
                 self._run_sub(stop_event)
         finally:
             self._close()
-            self._after_flush(self.spool.flush(force=True))
-            if self.spool.pending:
-                log.error(
-                    "stopping with %d snapshot(s) (%d bytes) still unwritten: %s",
-                    len(self.spool.pending), self.spool.pending_bytes, self.spool.last_error,
-                )  # fmt: skip
+            result = self._drain()
             self.heartbeat.set_state("stopped")
             self.heartbeat.maybe_write(force=True)
             self.notifier.close()
             log.info("receiver %s stopped: %s", self.subsystem, self.counters)
+        return result
+
+    def _drain(self) -> DrainResult:
+        """Write, spill or report every snapshot and reason still held in memory."""
+        if self.spool.pending:
+            log.warning(
+                "stopping with %d snapshot(s) (%d bytes) unwritten (%s): waiting up to %g s "
+                "for the disk (receiver.stop_wait)",
+                len(self.spool.pending), self.spool.pending_bytes, self.spool.last_error,
+                self.settings.stop_wait,
+            )  # fmt: skip
+        error = self.spool.last_error
+        result = self.spool.drain(self.settings.stop_wait, self.settings.fallback_dir or None)
+        self._after_flush(result.written)
+        self.quarantine.flush(force=True)
+        if result.spilled:
+            log.error(
+                "spilled %d snapshot(s) to the fallback directory %s (receiver.fallback_dir): "
+                "move them into %s keeping their paths so processing sees them: %s",
+                len(result.spilled), self.settings.fallback_dir, self.data_dir,
+                ", ".join(item.relpath for item in result.spilled),
+            )  # fmt: skip
+        if result.lost:
+            log.error(
+                "LOST %d snapshot(s) of %s on stop (%s; no fallback_dir took them): %s",
+                len(result.lost), self.subsystem, self.spool.last_error or error,
+                describe_lost(result),
+            )  # fmt: skip
+            self.heartbeat.update(last_error=f"lost {len(result.lost)} snapshot(s) on stop")
+        waiting = len(self.quarantine.waiting) + self.quarantine.overflow
+        if waiting:
+            log.error(
+                "stopping with %d quarantine reason(s) not written to the index (each is "
+                "in this log where it was rejected)",
+                waiting,
+            )
+        return result
 
     def _run_req(self, stop: threading.Event) -> None:
         failures = 0
@@ -373,3 +475,23 @@ class Receiver:
                 self._close()
                 self._socket = self._open()
                 deadline = time.monotonic() + silence + delay
+
+
+def describe_lost(result: DrainResult) -> str:
+    """Every lost snapshot by run, and whether a newer one of that run (holding the lost
+    content, since snapshots are cumulative) was saved."""
+    saved = {}
+    for item in result.written + result.spilled:
+        parts = names.split_snapshot_relpath(item.relpath)
+        if parts:
+            saved[parts[0]] = max(saved.get(parts[0], ""), item.relpath)
+    by_run: dict[int | None, list[str]] = {}
+    for item in result.lost:
+        parts = names.split_snapshot_relpath(item.relpath)
+        by_run.setdefault(parts[0] if parts else None, []).append(item.relpath)
+    lines = []
+    for run, relpaths in by_run.items():
+        newer = saved.get(run)
+        note = f" (their content is in {newer}, saved)" if newer and newer > max(relpaths) else ""
+        lines.append(f"run {run}: {', '.join(relpaths)}{note}")
+    return "; ".join(lines)

@@ -11,6 +11,7 @@ names themselves, ``Run<run>``, ``<SYS>`` and the snapshot file names, follow
 <data>/status/receiver-<SYS>.json                             receiver heartbeats
 <data>/status/notifications.json                              alarm notification counters (processing)
 <data>/quarantine/<SYS>.<UTC time>.<n>.bin (+ .reason.json)   payloads refused by a receiver
+<data>/quarantine/<SYS>.index.jsonl (+ <SYS>.index.1.jsonl)    one reason per refusal (kept or not)
 <data>/.secret_key                                            the web's session key (default place)
 ```
 
@@ -241,6 +242,12 @@ class DataDir:
         ``.reason.json`` beside it."""
         stem = f"{names.check_subsystem(subsystem)}.{stamp}.{unique}"
         return self.quarantine_dir / f"{stem}.bin", self.quarantine_dir / f"{stem}.reason.json"
+
+    def quarantine_index(self, subsystem: str, generation: int = 0) -> Path:
+        """The log of every refusal of ``subsystem`` (``<SYS>.index.jsonl``, one JSON
+        object a line); ``generation=1`` is the rotated older part."""
+        middle = ".1" if generation else ""
+        return self.quarantine_dir / f"{names.check_subsystem(subsystem)}.index{middle}.jsonl"
 
     # -- web ---------------------------------------------------------------------------
     @property

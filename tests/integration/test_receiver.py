@@ -212,6 +212,29 @@ def test_run_zero_empty_duplicate_and_refusal_store_nothing(tmp_path):
     assert counters["stored"] == 2 and counters["quarantined"] == 0
 
 
+def test_identical_bytes_under_a_new_run_are_that_runs_first_snapshot(tmp_path):
+    """The duplicate check is per (run, subsystem): a new run starting from the same content
+    (e.g. all histograms still empty) keeps its first snapshot."""
+    a, b = make_payload(1), make_payload(2)
+    rep = ScriptedRep(
+        [
+            [header(run=7, seq=1, timestamp=1_700_000_000), a],
+            [header(run=7, seq=2, timestamp=1_700_000_005), a],  # run 7 repeats itself
+            [header(run=8, seq=1, timestamp=1_700_000_010), a],  # run 8 starts the same
+            [header(run=8, seq=2, timestamp=1_700_000_015), b],
+        ]
+    )
+    receiver = Receiver(settings(interval=0.01), tmp_path, "EMC", rep.endpoint, "req")
+    try:
+        with running(receiver):
+            wait_for(lambda: receiver.counters["refused"] >= 1, what="the end of the script")
+    finally:
+        rep.stop()
+    assert [p.read_bytes() for p in sorted(tmp_path.glob("Run7/EMC/*.root"))] == [a]
+    assert [p.read_bytes() for p in sorted(tmp_path.glob("Run8/EMC/*.root"))] == [a, b]
+    assert receiver.counters["duplicates"] == 1 and receiver.counters["stored"] == 3
+
+
 def test_same_second_snapshots_are_all_kept_and_receive_time_names(tmp_path):
     payloads = [make_payload(i) for i in range(3)]
     stamp = 1_700_000_000.25

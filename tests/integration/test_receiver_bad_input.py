@@ -9,6 +9,7 @@ import struct
 
 import pytest
 
+from receivers.quarantine import read_index
 from receivers.zmq_receiver import Receiver
 from tests.integration.receiver_helpers import (
     ScriptedPub,
@@ -47,6 +48,11 @@ CASES = [
     ("run-is-text", [_json(run="1"), BAD_ROOT], "'run' must be an integer"),
     ("run-is-bool", [_json(run=True), BAD_ROOT], "'run' must be an integer"),
     ("run-negative", [_json(run=-4), BAD_ROOT], "must not be negative"),
+    # Beyond ZODB's 32-bit run keys: stored, it made every processing pass fail.
+    ("run-beyond-2**31", [_json(run=2**31), GOOD], "invalid run number 2147483648"),
+    ("run-beyond-2**63", [_json(run=2**64 + 1), GOOD], "expected an integer from 1 to"),
+    # 2096: stored, it would name every later snapshot of the run after it.
+    ("timestamp-in-the-future", [_json(timestamp=3_976_000_000), GOOD], "future timestamp"),
     ("seq-is-float", [_json(seq=1.5), BAD_ROOT], "'seq' must be an integer"),
     ("timestamp-is-text", [_json(timestamp="now"), BAD_ROOT], "'timestamp' must be a number"),
     ("subsystem-with-slash", [_json(subsystem="../EMC"), BAD_ROOT], "invalid subsystem"),
@@ -84,22 +90,26 @@ def test_bad_message_is_quarantined_and_receiving_goes_on(tmp_path, caplog, fram
     assert len(rejected) == 1 and words in rejected[0].getMessage()
 
 
-def test_oversized_message_is_quarantined(tmp_path):
+def test_oversized_message_is_quarantined_keeping_only_its_start(tmp_path):
     big = make_payload(8, n=20, bins=1000)
     assert len(big) > len(GOOD) + 100  # a valid ROOT file, rejected for its size alone
     rep = ScriptedRep([[_json(), big], [header(seq=2, timestamp=1_700_000_000), GOOD]])
     receiver = Receiver(
-        settings(max_message_bytes=len(GOOD) + 100), tmp_path, "EMC", rep.endpoint, "req"
-    )
+        settings(max_message_bytes=len(GOOD) + 100, quarantine_payload_bytes=1000),
+        tmp_path, "EMC", rep.endpoint, "req",
+    )  # fmt: skip
     try:
         with running(receiver):
             wait_for(lambda: receiver.counters["stored"] == 1, what="the good message")
     finally:
         rep.stop()
     [kept] = list((tmp_path / "quarantine").glob("*.bin"))
-    assert kept.read_bytes() == big
+    assert kept.read_bytes() == big[:1000]
     reason = json.loads(kept.with_name(kept.name[: -len(".bin")] + ".reason.json").read_text())
     assert reason["reason"].startswith("oversized message")
+    assert reason["payload_bytes"] == len(big) and reason["kept_bytes"] == 1000
+    [indexed] = read_index(tmp_path, "EMC")
+    assert indexed["reason"] == reason["reason"] and indexed["kept"] == kept.name
 
 
 def test_message_beyond_the_zmq_limit_is_cut_off_and_receiving_goes_on(tmp_path):

@@ -17,14 +17,17 @@ import pytest
 
 from overwatch.timestamps import from_unix, snapshot_filename
 from receivers.heartbeat import read_status
+from receivers.quarantine import read_index
 from receivers.zmq_receiver import Receiver
 from tests.integration.receiver_helpers import (
     ScriptedPub,
     ScriptedRep,
     header,
     make_payload,
+    overwatch_process,
     running,
     settings,
+    stop_process,
     stored_files,
     wait_for,
 )
@@ -145,3 +148,86 @@ def test_sub_drops_beyond_the_memory_bound_and_writes_the_rest(small_disk, caplo
     finally:
         pub.close()
     assert [p.read_bytes() for p in stored_files(data_dir)] == payloads[:2]
+
+
+def _sigterm_on_a_full_disk(small_disk, tmp_path, monkeypatch, fallback: Path | None):
+    """A real ``overwatch receive`` holding five snapshots of runs 5 and 6 in memory, stopped."""
+    data_dir = small_disk / "data"
+    monkeypatch.setenv("OVERWATCH_RECEIVER__STOP_WAIT", "0.5")
+    monkeypatch.setenv("OVERWATCH_RECEIVER__FALLBACK_DIR", str(fallback or ""))
+    rep = ScriptedRep([])
+    process = overwatch_process(
+        ["receive", "--subsystem", "EMC", "--connect", rep.endpoint, "--interval", "0.05",
+         "--data-dir", str(data_dir), "--notify", ""],
+        tmp_path,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: read_status(data_dir, "EMC"), what="the first heartbeat")
+        filler = fill(small_disk)
+        runs = (5, 5, 5, 6, 6)
+        payloads = [make_payload(i) for i in range(len(runs))]
+        rep.messages.extend(
+            [header(run=run, seq=i + 1, timestamp=BASE + i), payloads[i]]
+            for i, run in enumerate(runs)
+        )
+        wait_for(lambda: rep.finished, what="five snapshots handed over")
+        # The next request comes once the receiver has handled (kept in memory) the last one.
+        asked = len(rep.requests)
+        wait_for(lambda: len(rep.requests) > asked, what="the last snapshot handled")
+        assert stored_files(data_dir) == []
+        code = stop_process(process)
+    finally:
+        stop_process(process)
+        rep.stop()
+    log_text = Path(process.log_file.name).read_text()
+    relpaths = [
+        f"Run{run}/EMC/{snapshot_filename('EMC', from_unix(BASE + i))}"
+        for i, run in enumerate(runs)
+    ]
+    filler.unlink()
+    return code, log_text, relpaths, payloads
+
+
+def test_sigterm_on_a_full_disk_exits_non_zero_naming_every_lost_snapshot(
+    small_disk, tmp_path, monkeypatch
+):
+    """It used to log "stopping with 5 snapshot(s) still unwritten" and exit 0."""
+    code, log_text, relpaths, _ = _sigterm_on_a_full_disk(small_disk, tmp_path, monkeypatch, None)
+    assert code == 1
+    [lost] = [line for line in log_text.splitlines() if "LOST 5 snapshot(s) of EMC" in line]
+    assert "disk full" in lost
+    assert (
+        f"run 5: {', '.join(relpaths[:3])}" in lost and f"run 6: {', '.join(relpaths[3:])}" in lost
+    )
+
+
+def test_sigterm_on_a_full_disk_spills_to_the_fallback_directory(small_disk, tmp_path, monkeypatch):
+    spill = tmp_path / "spill"  # another file system, with room
+    code, log_text, relpaths, payloads = _sigterm_on_a_full_disk(
+        small_disk, tmp_path, monkeypatch, spill
+    )
+    assert code == 0 and "LOST" not in log_text
+    assert "spilled 5 snapshot(s) to the fallback directory" in log_text
+    for relpath, payload in zip(relpaths, payloads, strict=True):
+        assert (spill / relpath).read_bytes() == payload
+    assert stored_files(small_disk / "data") == []
+
+
+def test_a_bad_message_on_a_full_disk_is_indexed_when_space_returns(small_disk):
+    data_dir = small_disk / "data"
+    rep = ScriptedRep([])
+    receiver = Receiver(settings(), data_dir, "EMC", rep.endpoint, "req", retry_interval=0.1)
+    try:
+        with running(receiver):
+            wait_for(lambda: read_status(data_dir, "EMC"), what="the first heartbeat")
+            filler = fill(small_disk)
+            rep.messages.append([b"{not json", make_payload(1)])
+            wait_for(lambda: receiver.counters["quarantined"] == 1, what="the bad message")
+            assert read_index(data_dir, "EMC") == []
+            filler.unlink()
+            records = wait_for(lambda: read_index(data_dir, "EMC"), what="the reason indexed")
+    finally:
+        rep.stop()
+    [record] = records
+    assert record["reason"].startswith("bad header: header is not JSON")
+    assert record["kept"] is None and record["not_kept"] == "disk full"

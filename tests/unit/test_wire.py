@@ -45,6 +45,8 @@ def test_header_fields_and_extra_keys():
         (encoded(run=1.0), "'run' must be an integer"),
         (encoded(run=True), "'run' must be an integer"),
         (encoded(run=-1), "must not be negative"),
+        (encoded(run=2**31), "'run': invalid run number 2147483648: expected an integer from 1"),
+        (encoded(run=10**30), "'run': invalid run number"),
         (encoded(seq=None), "'seq' must be an integer"),
         (encoded(subsystem=7), "invalid subsystem"),
         (encoded(subsystem="EMC/../x"), "invalid subsystem"),
@@ -61,6 +63,12 @@ def test_header_fields_and_extra_keys():
 def test_bad_headers_are_refused_with_a_reason(frame, message):
     with pytest.raises(wire.WireError, match=message.replace("(", r"\(")):
         wire.parse_header(frame)
+
+
+def test_run_range_at_the_wire():
+    """Runs are 1 to 2**31 - 1 (ZODB's keys); 0 is "no run going on" and still parses."""
+    assert wire.parse_header(encoded(run=2**31 - 1)).run == 2**31 - 1
+    assert wire.parse_header(encoded(run=wire.NO_RUN)).run == 0
 
 
 def test_refusal_header():
