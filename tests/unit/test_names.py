@@ -40,12 +40,12 @@ def test_invalid_name_is_a_value_error() -> None:
 
 
 def test_runs() -> None:
-    assert names.check_run(0) == 0
+    assert names.check_run(1) == 1
     assert names.check_run(names.MAX_RUN) == 2**31 - 1
     assert names.check_run(np.int64(7)) == 7 and type(names.check_run(np.int64(7))) is int
-    for bad in (-1, names.MAX_RUN + 1, True, 1.0, "12", None):
+    for bad in (0, -1, names.MAX_RUN + 1, True, 1.0, "12", None):
         assert not names.is_run(bad)
-        with pytest.raises(InvalidName, match=r"invalid run number .*: expected an integer from 0"):
+        with pytest.raises(InvalidName, match=r"invalid run number .*: expected an integer from 1"):
             names.check_run(bad)
 
 
@@ -59,7 +59,7 @@ def test_parse_run_from_text() -> None:
 def test_run_directories_convert_both_ways() -> None:
     assert names.run_dir(245000) == "Run245000"
     assert names.parse_run_dir("Run245000") == 245000
-    assert names.parse_run_dir("Run0") == 0
+    assert names.parse_run_dir("Run0") is None  # run 0 means "no run": never a directory
     for other in ("Run", "run1", "Run-1", "Run007", "Run1x", "Run1\n", "Run١", "Run99999999999"):
         assert names.parse_run_dir(other) is None, other
     with pytest.raises(InvalidName):
