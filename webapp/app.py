@@ -23,7 +23,7 @@ from pathlib import Path
 
 import ZODB
 from flask import Flask, Response, render_template, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 import processing
 from overwatch.config import Settings, load_settings
@@ -40,12 +40,13 @@ from webapp import (
     push,
     queries,
     reference,
+    slice_page,
     slices,
     status,
     trends,
 )
 from webapp.context import EXTENSION, Resources, close_connection
-from webapp.http import OverwatchFlask, compress, json_error, wants_json
+from webapp.http import BodyError, OverwatchFlask, compress, json_error, wants_json
 from webapp.paths import UnsafePath
 from webapp.security import load_secret_key
 
@@ -148,6 +149,8 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(processing.BadSliceLink)
     def bad_link(error: processing.BadSliceLink) -> Response:
+        if isinstance(error.__context__, processing.UnknownSlice):
+            return unknown_slice(error.__context__)  # webapp.pages re-raises an unknown id
         if wants_json():
             return json_error(f"bad slice: {error}", 400)
         return _error(
@@ -158,7 +161,27 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(processing.UnknownSlice)
     def unknown_slice(error: processing.UnknownSlice) -> Response:
-        return _error(str(error), 404)
+        if wants_json():
+            return json_error(str(error), 404)
+        return slice_page.gone_page(str(error))
+
+    @app.errorhandler(processing.SliceRangeError)
+    def expired_slice(error: processing.SliceRangeError) -> Response:
+        # Only a described slice whose snapshots are no longer processed gets here:
+        # requests and links are snapped to the snapshots there are before computing.
+        message = f"its snapshots are no longer processed ({error})"
+        if wants_json():
+            return json_error(f"slice gone: {message}; request it anew", 404)
+        return slice_page.gone_page(message)
+
+    @app.errorhandler(BodyError)
+    def bad_body(error: BodyError) -> Response:
+        return _error(str(error), error.status)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_exception: RequestEntityTooLarge) -> Response:
+        limit = request.max_content_length
+        return _error(f"the request body is larger than {limit} bytes; send less", 413)
 
     @app.errorhandler(processing.SliceRequestError)
     def bad_slice_request(error: processing.SliceRequestError) -> Response:

@@ -11,15 +11,25 @@ Every form POST carries a per-session CSRF token in a hidden field (a script
 posting JSON sends it in the ``X-CSRF-Token`` header); a POST without the
 right token is refused with 400. Requests authenticated by a
 bearer token are exempt: browsers never attach that header on their own.
+
+A session cookie holds a fingerprint of the user's password hash and session
+epoch (``webapp.security.session_fingerprint``), checked against the user in
+the database on every request: signing out raises the epoch, which ends every
+session of that user at once (a cookie saved before no longer works, in any
+worker), as do a password change and removing the user. Failed sign-ins are
+throttled per (user, client address), across workers (``LoginThrottle``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 from flask import (
     Blueprint,
+    Flask,
     Response,
+    current_app,
     g,
     redirect,
     render_template,
@@ -29,12 +39,16 @@ from flask import (
 )
 from flask.sessions import SecureCookieSessionInterface
 
-from webapp.context import overwatch, resources
+from overwatch.store.layout import DataDir
+from webapp import users
+from webapp.context import EXTENSION, overwatch, resources
 from webapp.http import json_error, safe_next, wants_json
 from webapp.security import (
+    THROTTLE_FILE,
+    LoginThrottle,
     new_csrf_token,
-    password_fingerprint,
     same_token,
+    session_fingerprint,
     token_hash,
     verify_password,
 )
@@ -48,7 +62,8 @@ PUBLIC_ENDPOINTS = frozenset({"auth.login", "api.healthz", "static"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
 LOGIN_FAILED = "Invalid user name or password."
-TOO_MANY = "Too many failed login attempts. Wait a minute, then try again."
+TOO_MANY = "Too many failed login attempts for this user from your address."
+THROTTLE = "overwatch.login_throttle"
 CSRF_FAILED = "The form has expired or did not come from this site. Reload the page and try again."
 
 
@@ -85,16 +100,30 @@ def authenticate() -> Response | None:
         if name is None and not public:
             return json_error("invalid or revoked API token", 401)
         g.user, g.via_token = name, name is not None
-    elif "user" in session:
+    elif "user" in session and request.endpoint != "static":
         name, fingerprint = session.get("user"), session.get("fp", "")
-        if isinstance(name, str) and resources().auth.session_valid(name, fingerprint):
+        if isinstance(name, str) and _session_valid(name, fingerprint):
             g.user = name
-        else:  # user removed or password changed since sign-in
+        else:  # signed out elsewhere, user removed or password changed since sign-in
             session.pop("user", None)
             session.pop("fp", None)
     if g.user is None and not public:
         return unauthorized()
     return None
+
+
+def _session_valid(name: str, fingerprint: object) -> bool:
+    """Whether a session cookie still stands: the user's password and session epoch match.
+
+    Read through this request's connection rather than a cache with a time to
+    live: a sign-out must end the session at once in every worker (ZODB
+    invalidates the cached user object when it changes, so this costs no
+    storage read while nothing changed).
+    """
+    user = overwatch().users.get(name)
+    if user is None or not isinstance(fingerprint, str):
+        return False
+    return same_token(session_fingerprint(user.password_hash, user.session_epoch), fingerprint)
 
 
 def check_csrf() -> Response | None:
@@ -125,21 +154,25 @@ def login() -> Response:
     name = request.form.get("username", "").strip()
     password = request.form.get("password", "")
     address = request.remote_addr or "unknown"
-    res = resources()
-    if res.ip_limiter.blocked(address) or res.user_limiter.blocked(name.lower()):
+    throttle = throttle_of(current_app)
+    wait = throttle.wait(name, address)
+    if wait > 0:
         log.warning("login refused for %r from %s: too many failures", name, address)
-        return _login_form(TOO_MANY, 429)
+        seconds = math.ceil(wait)
+        response = _login_form(f"{TOO_MANY} Wait {seconds} s, then try again.", 429)
+        response.headers["Retry-After"] = str(seconds)
+        return response
     user = overwatch().users.get(name) if name else None
     stored_hash = user.password_hash if user is not None else None
     if not verify_password(stored_hash, password):
-        res.ip_limiter.record(address)
-        res.user_limiter.record(name.lower())
+        throttle.failed(name, address)
         log.info("failed login for %r from %s", name, address)
         return _login_form(LOGIN_FAILED, 401)
+    throttle.succeeded(name, address)
     session.clear()
     session.permanent = True
     session["user"] = name
-    session["fp"] = password_fingerprint(stored_hash)
+    session["fp"] = session_fingerprint(stored_hash, user.session_epoch)
     session["csrf"] = new_csrf_token()
     log.info("%s signed in from %s", name, address)
     return redirect(safe_next(request.form.get("next")))
@@ -147,6 +180,10 @@ def login() -> Response:
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> Response:
+    """Sign out: every session of the user ends (cookies saved before no longer work)."""
+    if g.user is not None and not g.via_token:
+        users.end_sessions(resources().db, g.user)
+        log.info("%s signed out; their sessions are ended", g.user)
     session.clear()
     return redirect(url_for("auth.login"))
 
@@ -164,7 +201,15 @@ class CookieSessions(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
-def init_app(app) -> None:
+def throttle_of(app: Flask) -> LoginThrottle:
+    """The app's sign-in throttle (one file for every worker of the data directory)."""
+    return app.extensions[THROTTLE]
+
+
+def init_app(app: Flask) -> None:
+    res = app.extensions[EXTENSION]
+    path = DataDir(res.data_dir).status_dir / THROTTLE_FILE
+    app.extensions[THROTTLE] = LoginThrottle(path, res.settings.web.login_attempts_per_minute)
     app.session_interface = CookieSessions()
     app.before_request(authenticate)
     app.before_request(check_csrf)

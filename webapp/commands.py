@@ -3,11 +3,13 @@
 ``overwatch web [--db URI] [--data-dir DIR] [--host H] [--port P] [--dev]``
 serves the web app (gunicorn, 2 workers x 4 threads by default).
 
-``overwatch users add|remove|passwd|token|list NAME [--db URI]`` manages the
+``overwatch users add|remove|passwd|token|tokens|list NAME [--db URI]`` manages the
 web users. There is no default password: ``add`` and ``passwd`` prompt for
 one (twice) or read one line from standard input with ``--password-stdin``.
 ``token`` prints a new API token for ``Authorization: Bearer <token>``; only
-its hash is stored, so it is shown this once.
+its hash is stored, so it is shown this once. ``tokens NAME`` lists a user's
+tokens by id and issue time (never the token), ``revoke NAME TOKEN_ID`` revokes
+one. Changing a password or removing a user ends the user's sessions.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import dataclasses
 import getpass
 import logging
 import sys
+from datetime import UTC, datetime
 
 from overwatch.config import ConfigError, Settings, WebSettings, load_settings
 from overwatch.store.layout import DataDir
@@ -44,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("passwd", "change a user's password"),
         ("remove", "remove a user"),
         ("token", "print a new API token for a user"),
+        ("tokens", "list a user's API tokens (ids and issue times, never the tokens)"),
+        ("revoke", "revoke one API token of a user by its id"),
     ):
         parser = actions.add_parser(name, help=text)
         parser.add_argument("name", metavar="NAME")
@@ -56,6 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             parser.add_argument(
                 "--revoke", action="store_true", help="revoke all of the user's tokens instead"
             )
+        if name == "revoke":
+            parser.add_argument("token_id", metavar="TOKEN_ID", help="as 'tokens NAME' lists it")
         parser.set_defaults(handler=run_users)
     listing = actions.add_parser("list", help="list users")
     _database_options(listing)
@@ -157,6 +164,12 @@ def run_users(args: argparse.Namespace) -> int:
             print(f"revoked {count} token(s) of {args.name}", file=sys.stderr)
         elif action == "token":
             print(users.issue_token(db, args.name))
+        elif action == "tokens":
+            for token_id, issued in users.list_tokens(db, args.name):
+                print(f"{token_id}\t{_issued(issued)}")
+        elif action == "revoke":
+            users.revoke_token(db, args.name, args.token_id)
+            print(f"revoked token {args.token_id} of {args.name}", file=sys.stderr)
         else:
             for name, tokens in users.list_users(db):
                 print(f"{name}\t{tokens} token(s)")
@@ -166,3 +179,9 @@ def run_users(args: argparse.Namespace) -> int:
     finally:
         db.close()
     return 0
+
+
+def _issued(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "issued before issue times were kept"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("issued %Y-%m-%d %H:%M:%S UTC")

@@ -5,6 +5,13 @@ Template global (registered by ``webapp.slices``): :func:`slice_form` (what
 ``slice`` parameter kept by another subsystem's tab: the interval without this
 plugin's options). The page's view is the one ``webapp.pages`` resolved
 (``flask.g.page_view``); its annotations and qualities are the view's own.
+
+:func:`gone_page` is what a permalink to a slice that cannot be shown any more
+answers (``slice_gone.html``, 404): an id nobody described (forgotten, or never
+asked for here) or a described slice whose snapshots are no longer processed.
+It offers the slice's link again when the database still describes it (the
+run page snaps that interval to the snapshots there are now), and the run
+page's slice form in any case.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import g, url_for
+from flask import Response, g, render_template, request, url_for
 
 import processing
 from overwatch.plugins import load_plugin
@@ -46,6 +53,34 @@ def portable_slice(view: str) -> str | None:
     if parsed.kind == "fixed":
         return view.split(";", 1)[0]
     return None
+
+
+def gone_page(reason: str) -> Response:
+    """The 404 page of a permalink whose slice is gone, offering to compute it again."""
+    args = request.view_args or {}
+    run, subsystem = args.get("run"), args.get("subsystem")
+    given = str(args.get("slice_id") or request.args.get("slice") or "")
+    context: dict[str, Any] = {"reason": reason, "given": given[:100], "run": run,
+                               "subsystem": subsystem, "recompute": None, "form_url": None}  # fmt: skip
+    if isinstance(run, int) and isinstance(subsystem, str):
+        context["form_url"] = url_for("pages.subsystem_page", run=run, subsystem=subsystem)
+        link = _described_link(given, run, subsystem)
+        if link is not None:
+            context["recompute"] = permalink(run, subsystem, link)
+    return Response(render_template("slice_gone.html", **context), status=404)
+
+
+def _described_link(given: str, run: int, subsystem: str) -> str | None:
+    """The fixed link of a slice id the database still describes for this run, else None."""
+    if not processing.SLICE_ID.match(given):
+        return None
+    try:
+        spec = resources().views.spec_for_id(given)
+    except processing.UnknownSlice:
+        return None
+    if (spec.run, spec.subsystem) != (run, subsystem):
+        return None
+    return spec.link()
 
 
 def slice_form(run: int, subsystem: str) -> dict[str, Any]:

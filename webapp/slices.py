@@ -43,7 +43,7 @@ import processing
 from overwatch.plugins import load_plugin
 from webapp import slice_page, views
 from webapp.context import resources
-from webapp.http import json_response
+from webapp.http import BodyError, json_body, json_response
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,9 @@ def _describe(resolved: processing.Resolved) -> dict[str, Any]:
 
 
 def _body() -> tuple[dict[str, Any], dict[str, str]]:
-    """The request's fields from JSON or a form, and errors of its shape."""
+    """The request's fields from JSON or a form, and errors of its shape (BodyError: 400/413)."""
     if request.is_json:
-        body = request.get_json(silent=True)
+        body = json_body()
         if not isinstance(body, dict):
             return {}, {"body": "expected a JSON object with start, end, options"}
         unknown = sorted(set(body) - FIELDS)
@@ -108,7 +108,10 @@ def _flag(value: Any) -> bool | None:
 @bp.route("/api/runs/<int:run>/<subsystem>/slices", methods=["POST"])
 def create(run: int, subsystem: str) -> Response:
     views.require_subsystem(run, subsystem)
-    body, fields = _body()
+    try:
+        body, fields = _body()
+    except BodyError as error:
+        return _request_error({"body": str(error)}, error.status)
     follow = _flag(body.get("follow"))
     preset = body.get("preset")
     if follow is None:

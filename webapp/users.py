@@ -1,18 +1,23 @@
-"""Web users in the database: add, remove, change password, issue API tokens.
+"""Web users in the database: add, remove, change password, sessions, API tokens.
 
-Used by ``overwatch users ...`` and by the tests; the web app itself only reads
-users. Every write goes through ``overwatch.store.db.transact``.
+Used by ``overwatch users ...``, by the tests and by sign-out (which ends the
+user's sessions: :func:`end_sessions`). Every write goes through
+``overwatch.store.db.transact``. A token is named by its id (a prefix of its
+stored hash, :func:`webapp.security.token_id`): listing and revoking never
+need the token itself.
 """
 
 from __future__ import annotations
 
 import re
+import time
 
 import ZODB
+from persistent.mapping import PersistentMapping
 
 from overwatch.store.db import overwatch_root, read, transact
-from overwatch.store.models import User
-from webapp.security import hash_password, new_token, token_hash
+from overwatch.store.models import OverwatchRoot, User
+from webapp.security import hash_password, new_token, token_hash, token_id
 
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MIN_PASSWORD_LENGTH = 8
@@ -68,8 +73,20 @@ def set_password(db: ZODB.DB, name: str, password: str) -> None:
         if user is None:
             raise UserError(f"no user {name!r}; add it with 'overwatch users add {name}'")
         user.password_hash = password_hash
+        user.session_epoch += 1
 
     transact(db, work, note=f"change password of {name}")
+
+
+def end_sessions(db: ZODB.DB, name: str) -> None:
+    """End every session of a user (sign-out): cookies saved before stop working."""
+
+    def work(root: dict) -> None:
+        user = overwatch_root(root).users.get(name)
+        if user is not None:  # removed meanwhile: its sessions are over anyway
+            user.session_epoch += 1
+
+    transact(db, work, note=f"end sessions of {name}")
 
 
 def issue_token(db: ZODB.DB, name: str) -> str:
@@ -82,6 +99,9 @@ def issue_token(db: ZODB.DB, name: str) -> str:
         if user is None:
             raise UserError(f"no user {name!r}; add it with 'overwatch users add {name}'")
         user.token_hashes.append(digest)
+        if user.token_times is None:  # a user stored before tokens had times
+            user.token_times = PersistentMapping()
+        user.token_times[digest] = time.time()
 
     transact(db, work, note=f"issue token for {name}")
     return token
@@ -99,6 +119,39 @@ def revoke_tokens(db: ZODB.DB, name: str) -> int:
         return count
 
     return transact(db, work, note=f"revoke tokens of {name}")
+
+
+def list_tokens(db: ZODB.DB, name: str) -> list[tuple[str, float | None]]:
+    """(token id, issued at or None if unknown) of a user's API tokens, oldest first."""
+
+    def work(ow: OverwatchRoot) -> list[tuple[str, float | None]]:
+        user = ow.users.get(name)
+        if user is None:
+            raise UserError(f"no user {name!r}")
+        times = user.token_times or {}
+        return [(token_id(digest), times.get(digest)) for digest in user.token_hashes]
+
+    return read(db, work)
+
+
+def revoke_token(db: ZODB.DB, name: str, wanted: str) -> None:
+    """Revoke one API token of a user by its id (see :func:`list_tokens`)."""
+
+    def work(root: dict) -> None:
+        user = overwatch_root(root).users.get(name)
+        if user is None:
+            raise UserError(f"no user {name!r}")
+        found = [d for d in user.token_hashes if token_id(d) == wanted.strip().lower()]
+        if not found:
+            raise UserError(
+                f"user {name!r} has no token {wanted!r}; 'overwatch users tokens {name}' lists them"
+            )
+        for digest in found:
+            user.token_hashes.remove(digest)
+            if user.token_times is not None:
+                user.token_times.pop(digest, None)
+
+    transact(db, work, note=f"revoke a token of {name}")
 
 
 def list_users(db: ZODB.DB) -> list[tuple[str, int]]:

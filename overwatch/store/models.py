@@ -215,12 +215,24 @@ class HistogramError(Persistent):
 
 
 class User(Persistent):
-    """A web user. Passwords and API tokens are stored only as hashes."""
+    """A web user. Passwords and API tokens are stored only as hashes.
+
+    ``session_epoch`` is part of every session cookie's fingerprint: raising it
+    (sign-out, password change) ends every session the user has open.
+    ``token_times`` maps a token hash to when it was issued (tokens issued
+    before it existed have none).
+    """
+
+    # Class-level defaults, so users stored before these fields load unchanged.
+    session_epoch = 0
+    token_times: PersistentMapping | None = None
 
     def __init__(self, name: str, password_hash: str) -> None:
         self.name = name
         self.password_hash = password_hash
         self.token_hashes = PersistentList()
+        self.token_times = PersistentMapping()
+        self.session_epoch = 0
         self.created = time.time()
 
 
