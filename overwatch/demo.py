@@ -1,7 +1,7 @@
 """`overwatch demo`: the whole system on simulated detectors, in one command.
 
 It renders ``supervisord.conf.template`` (package data; ``docker/`` in the
-repository, see :mod:`overwatch.resources`) into a fresh data directory and
+repository, see :mod:`overwatch.resources`) into its data directory and
 runs supervisord, which starts the real processes of a deployment: a ZEO
 server, the simulator (EMC, TPC, HLT), one receiver per subsystem, processing
 and the web app. A login is created for the demo and printed with the URL.
@@ -19,6 +19,15 @@ starts (by ``overwatch simulate --list-faults``, the simulator's own check: a
 malformed fault or one for a subsystem the demo does not simulate stops the
 demo with that message) and printed, one line per fault with the minutes it
 starts and ends.
+
+The data directory (``--data-dir``, default ``demo-data``) is the demo's own:
+the demo marks a folder it creates (or an empty one it is given) with a
+``.overwatch-demo`` file, and only ever deletes a folder so marked, to start
+afresh; ``--keep`` resumes in it instead (database, snapshots and logs kept).
+A folder with anything else in it is refused and left alone, and so is one a
+demo still runs in. The web port and the data directory are checked before
+anything on disk is touched, so a second ``make demo`` beside a running one
+stops with a message and harms nothing.
 
 This module only starts processes and speaks HTTP; like the rest of the core
 it imports none of the receivers, processing or webapp packages.
@@ -125,6 +134,57 @@ def fault_schedule(bin_dir: Path, faults: Path) -> list[str]:
     return [line for line in done.stdout.splitlines() if line.strip()]
 
 
+class DemoDataDirError(ValueError):
+    """The demo will not use (or delete) this data directory; the message says why."""
+
+
+#: Written into every data directory the demo creates: the only kind it ever deletes.
+MARKER = ".overwatch-demo"
+
+
+def _running_supervisor(data_dir: Path) -> int | None:
+    """The pid of a supervisord still running a demo in ``data_dir``, else None."""
+    try:
+        pid = int((data_dir / "supervisord.pid").read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):  # no pid file, garbage in it, or the process is gone
+        return None
+    return pid
+
+
+def claim_data_dir(data_dir: Path, *, keep: bool = False) -> None:
+    """Make ``data_dir`` the demo's: create it, start it afresh, or (``keep``) resume it.
+
+    Only a folder holding the demo's :data:`MARKER` is ever deleted (it is the
+    demo's own, made by an earlier ``overwatch demo``); an empty folder is taken
+    and marked; a folder with anything else in it, or one a demo is still
+    running in, is refused and left exactly as it is.
+    """
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DemoDataDirError(f"--data-dir {data_dir} is a file, not a folder")
+    if not data_dir.exists():
+        data_dir.mkdir(parents=True)
+    else:
+        pid = _running_supervisor(data_dir)
+        if pid is not None:
+            raise DemoDataDirError(
+                f"a demo is still running in {data_dir} (supervisord pid {pid}): stop it "
+                "first (Ctrl-C in its terminal) or choose another --data-dir"
+            )
+        entries = sorted(entry.name for entry in data_dir.iterdir())
+        if entries and MARKER not in entries:
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise DemoDataDirError(
+                f"--data-dir {data_dir} holds files the demo did not create ({shown}); "
+                f"the demo only ever deletes a folder it made itself (with its {MARKER} file). "
+                "Choose a new or empty folder"
+            )
+        if entries and not keep:
+            shutil.rmtree(data_dir)  # the demo's own folder (marked): start afresh
+            data_dir.mkdir()
+    (data_dir / MARKER).write_text("created by `overwatch demo`; deleted with this folder\n")
+
+
 def _wait_for(check, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -156,6 +216,11 @@ def _overwatch(plan: DemoPlan, *args: str, stdin: str | None = None) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"overwatch {' '.join(args)} failed: {done.stderr.strip()}")
     return done.stdout.strip()
+
+
+def _has_user(plan: DemoPlan) -> bool:
+    listed = _overwatch(plan, "users", "list", "--db", plan.db_uri)
+    return DEMO_USER in listed.split()
 
 
 def _get_json(plan: DemoPlan, path: str, token: str) -> object:
@@ -225,8 +290,15 @@ def run_demo(
     else:
         say("simulated faults: none (--no-faults)")
     data_dir = data_dir.resolve()
-    if data_dir.exists() and not keep:
-        shutil.rmtree(data_dir)
+    # Everything that can refuse comes before the data directory is touched.
+    if _port_open(web_port):
+        log.error("port %d is already in use (another demo?); choose another with --port", web_port)
+        return 2
+    try:
+        claim_data_dir(data_dir, keep=keep)
+    except DemoDataDirError as error:
+        log.error("%s", error)
+        return 2
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     plan = DemoPlan(
         data_dir=data_dir,
@@ -241,9 +313,6 @@ def run_demo(
         web_host=host,
         faults=faults,
     )
-    if _port_open(web_port):
-        log.error("port %d is already in use; choose another with --port", web_port)
-        return 2
     plan.config_path.write_text(plan.render())
     supervisor = subprocess.Popen(
         [str(plan.bin_dir / "supervisord"), "-c", str(plan.config_path)],
@@ -261,7 +330,9 @@ def run_demo(
     try:
         _wait_for(lambda: _port_open(plan.zeo_port), 60, "the ZEO server")
         password = secrets.token_urlsafe(12)
-        _overwatch(plan, "users", "add", DEMO_USER, "--db", plan.db_uri, "--password-stdin",
+        # A resumed demo (--keep) has its user already: give it the new password.
+        action = "passwd" if keep and _has_user(plan) else "add"
+        _overwatch(plan, "users", action, DEMO_USER, "--db", plan.db_uri, "--password-stdin",
                    stdin=password + "\n")  # fmt: skip
         token = _overwatch(plan, "users", "token", DEMO_USER, "--db", plan.db_uri)
         _wait_for(lambda: _port_open(web_port), 90, "the web app")
@@ -319,6 +390,11 @@ def register(subparsers) -> None:
     parser.add_argument("--duration", type=float, help="stop after SECONDS and check the result")
     parser.add_argument("--run", type=int, default=1, help="simulated run number")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between snapshots")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="resume in the demo's existing --data-dir instead of starting afresh",
+    )
     chosen = parser.add_mutually_exclusive_group()
     chosen.add_argument(
         "--faults",
@@ -337,6 +413,7 @@ def register(subparsers) -> None:
             duration=args.duration,
             run=args.run,
             interval=args.interval,
+            keep=args.keep,
             host=args.host,
             faults=None if args.no_faults else args.faults,
             say=lambda line: print(line, flush=True),
