@@ -176,7 +176,6 @@ def test_run_page_shows_the_slice_with_its_annotations_and_quality(web) -> None:
         ("last:15;hot_channel_threshold=1e9", "out of range", 400),
         ("last:15;rebin=2", "unknown option", 400),
         ("1..2", "not in run 5 EMC", 400),
-        ("ab" * 12, "is unknown", 404),  # a well-formed id nobody asked for
     ],
 )
 def test_malformed_permalinks_give_a_clear_400_page(web, link, message, api_status) -> None:
