@@ -44,7 +44,6 @@ from webapp import users
 from webapp.context import EXTENSION, overwatch, resources
 from webapp.http import json_error, safe_next, wants_json
 from webapp.security import (
-    THROTTLE_FILE,
     LoginThrottle,
     new_csrf_token,
     same_token,
@@ -208,7 +207,7 @@ def throttle_of(app: Flask) -> LoginThrottle:
 
 def init_app(app: Flask) -> None:
     res = app.extensions[EXTENSION]
-    path = DataDir(res.data_dir).status_dir / THROTTLE_FILE
+    path = DataDir(res.data_dir).login_throttle_file
     app.extensions[THROTTLE] = LoginThrottle(path, res.settings.web.login_attempts_per_minute)
     app.session_interface = CookieSessions()
     app.before_request(authenticate)

@@ -43,16 +43,14 @@ def page_view(run: int, subsystem: str, slice_param: str) -> tuple[Any, dict[str
     """(the page's view, or None before any snapshot is processed; bad plugin options).
 
     Bad plugin options in the query are named on the page and the view uses the
-    defaults for them; an id nobody described is an invalid link, like a
-    malformed one.
+    defaults for them; an id nobody described is a slice that is gone (the app's
+    404 page offers to compute it again).
     """
     given = views.query_options(subsystem, request.args)
     _values, option_errors = validate_options(load_plugin(subsystem).options, given)
     good = {k: v for k, v in given.items() if k not in option_errors}
     try:
         resolved = views.get_view(run, subsystem, slice_param, good)
-    except processing.UnknownSlice as error:
-        raise processing.BadSliceLink(str(error)) from None
     except processing.UnknownSubsystem:
         if slice_param in processing.VIEW_NAMES:
             return None, option_errors  # known, but no snapshot processed yet

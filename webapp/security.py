@@ -175,7 +175,6 @@ def same_token(expected: str | None, given: str | None) -> bool:
 #: The address-only count allows this many times the per-user free failures.
 ADDRESS_FACTOR = 5
 #: Name of the throttle's file in the data directory's status folder.
-THROTTLE_FILE = "login-throttle.sqlite3"
 
 
 class LoginThrottle:

@@ -229,6 +229,11 @@ class DataDir:
         return dict(sorted(found.items()))
 
     @property
+    def login_throttle_file(self) -> Path:
+        """Failed sign-ins per user and address, shared by every web worker (SQLite)."""
+        return self.status_dir / "login-throttle.sqlite3"
+
+    @property
     def notifications_file(self) -> Path:
         """Counters of processing's alarm notification dispatcher, for the status page."""
         return self.status_dir / NOTIFICATIONS_FILE
