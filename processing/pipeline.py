@@ -42,25 +42,40 @@ the points of the late and every later slice are appended again; the checks
 
 Bad input: a corrupt, truncated or empty snapshot, or one whose name holds no
 valid time, is recorded in ``Subsystem.bad_snapshots`` with the reason and
-skipped; the pass goes on. Any other failure (database away, disk full) aborts
-that subsystem for this pass; its in-memory state is dropped and the next pass
-starts again from what was committed.
+skipped; the pass goes on. A folder named like a run directory whose number is
+no run (``Run2147483648``: beyond what the database's run index takes, see
+:func:`overwatch.names.check_run`) holds nothing processing can store: it is
+reported once in the log and on the status page with the reason
+(``ProcessingStatus.bad_run_dirs``), and never read.
+
+Failing chains: any other failure (database away, disk full, a bug a chain's
+data triggers) aborts that chain (run, subsystem) for this pass; its in-memory
+state is dropped and its next try starts again from what was committed. A
+chain that keeps failing is isolated: it is retried after ``retry_seconds``,
+then after twice as long each time, at most every ``retry_max_seconds`` (so
+retries are bounded in rate but never given up: a database that comes back is
+caught up), with one log line per failure saying when the next try is. The
+other chains go on meanwhile, each pass as usual. Failing chains are listed on
+the status page with their error and next retry
+(``ProcessingStatus.failing_chains``) until they succeed again.
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import ZODB
 
-from overwatch import timestamps
+from overwatch import names, timestamps
 from overwatch.config import ProcessingSettings
 from overwatch.events import EventPublisher
 from overwatch.plugins import events_path, load_plugin
+from overwatch.store.db import overwatch_root, transact
 from overwatch.store.layout import DataDir
 from processing.analysis.alarms import AlarmManager
 from processing.analysis.checks import CheckEngine
@@ -72,11 +87,35 @@ from processing.ingest.read import SnapshotEncoder
 from processing.ingest.resets import advance, align, reset_paths
 from processing.ingest.scan import Scanner
 
-__all__ = ["ChainStore", "Key", "PassReport", "Pipeline", "Scanner"]
+__all__ = ["ChainFailure", "ChainStore", "Key", "PassReport", "Pipeline", "Scanner"]
 
 log = logging.getLogger(__name__)
 
 Key = tuple[int, str]
+
+#: First wait (seconds) before a failed chain is tried again; it doubles per failure.
+RETRY_SECONDS = 10.0
+#: Longest wait between two tries of a chain that keeps failing.
+RETRY_MAX_SECONDS = 600.0
+
+
+@dataclass
+class ChainFailure:
+    """A chain that failed in a row ``failures`` times; not tried before ``next_retry``."""
+
+    failures: int
+    error: str
+    since: float
+    next_retry: float
+
+    def record(self) -> dict:
+        """Plain data for ``ProcessingStatus.failing_chains`` (the status page)."""
+        return {
+            "failures": self.failures,
+            "error": self.error[:500],
+            "since": self.since,
+            "next_retry": self.next_retry,
+        }
 
 
 @dataclass
@@ -109,6 +148,8 @@ class Pipeline:
         alarms: AlarmManager | None = None,
         analysis: bool = True,
         rebuild_trends: bool = False,
+        retry_seconds: float = RETRY_SECONDS,
+        retry_max_seconds: float = RETRY_MAX_SECONDS,
     ) -> None:
         self.settings = settings or ProcessingSettings()
         self.data = DataDir(data_dir)
@@ -123,7 +164,13 @@ class Pipeline:
             if analysis
             else None
         )
-        self._retry: set[Key] = set()
+        self.retry_seconds = retry_seconds
+        self.retry_max_seconds = max(retry_max_seconds, retry_seconds)
+        #: Chains that failed their last try, with when to try again.
+        self.failing: dict[Key, ChainFailure] = {}
+        #: Folders named like run directories that hold no valid run -> why.
+        self.bad_run_dirs: dict[str, str] = {}
+        self._health_recorded: tuple | None = None  # what the status record last said
         self._last_status = 0.0
         #: Where committed changes are announced (``overwatch.events.EventPublisher``).
         self.events: EventPublisher | None = None
@@ -133,17 +180,22 @@ class Pipeline:
         """Process every new snapshot on disk; ``hints`` are directories to list for sure."""
         started = time.time()
         report = PassReport()
-        force = set(self._retry) | set(hints or ())
-        self._retry.clear()
-        changed = self.scanner.scan(force)
-        for key, names in sorted(changed.items()):
+        due = {key for key, failure in self.failing.items() if failure.next_retry <= started}
+        waiting = set(self.failing) - due
+        changed = self.scanner.scan((set(hints or ()) | due) - waiting)
+        self._find_bad_run_dirs()
+        for key, listed in sorted(changed.items()):
+            if key in waiting:
+                continue  # isolated: its files wait for its next try (forced then)
             try:
-                self._process_directory(key, names, report)
-            except Exception as error:  # one subsystem's failure must not stop the others
-                log.exception("processing Run%d/%s failed; will retry", *key)
+                self._process_directory(key, listed, report)
+            except Exception as error:  # one chain's failure must not stop the others
                 report.failed.append(f"Run{key[0]}/{key[1]}: {error}")
                 self._drop(key)
-                self._retry.add(key)
+                self._failed(key, error)
+            else:
+                self._recovered(key)
+        self._record_health()
         for key, chain in self.chains.items():
             if key not in changed:
                 chain.last = None  # idle: free its arrays; the cache has them (mmap on demand)
@@ -157,16 +209,81 @@ class Pipeline:
         return report
 
     def run_until_idle(self, max_passes: int = 1000) -> PassReport:
-        """Pass after pass until nothing new is found (``overwatch process --once``)."""
+        """Pass after pass until nothing new is found (``overwatch process --once``).
+
+        A failing chain does not stop the others: passes go on while they find
+        work; the failing one is not tried again before its backoff is over.
+        """
         total = PassReport()
         for _ in range(max_passes):
             report = self.run_pass()
             total.processed += report.processed
             total.bad += report.bad
             total.failed.extend(report.failed)
-            if report.failed or not (report.processed or report.bad):
+            if not (report.processed or report.bad):
                 break
         return total
+
+    # -- failing chains and bad run folders -----------------------------------------
+    def _failed(self, key: Key, error: Exception) -> None:
+        now = time.time()
+        previous = self.failing.get(key)
+        failures = previous.failures + 1 if previous else 1
+        wait = min(self.retry_seconds * 2 ** (failures - 1), self.retry_max_seconds)
+        text = f"{type(error).__name__}: {error}"
+        self.failing[key] = ChainFailure(
+            failures, text, previous.since if previous else now, now + wait
+        )
+        # The traceback once; later failures of the same chain in one line each.
+        log.error(
+            "Run%d/%s failed (%d time(s) in a row): %s; isolated, the other chains go on; "
+            "next try in %.0f s",
+            *key, failures, text, wait, exc_info=previous is None,
+        )  # fmt: skip
+
+    def _recovered(self, key: Key) -> None:
+        failure = self.failing.pop(key, None)
+        if failure is not None:
+            log.info("Run%d/%s processed again after %d failure(s)", *key, failure.failures)
+
+    def _find_bad_run_dirs(self) -> None:
+        """Folders named ``Run...`` that are no run directory: reported, never read."""
+        try:
+            entries = [e.name for e in os.scandir(self.data.root) if e.is_dir()]
+        except OSError:  # no data directory yet: nothing to report
+            return
+        found: dict[str, str] = {}
+        for name in entries:
+            if not name.startswith("Run") or names.parse_run_dir(name) is not None:
+                continue
+            try:
+                run = names.parse_run(name[3:])
+                reason = f"not a run directory: its name should be {names.run_dir(run)!r}"
+            except names.InvalidName as error:
+                reason = str(error)
+            found[name] = reason
+            if name not in self.bad_run_dirs:
+                log.warning("%s/%s: bad run directory, not processed: %s",
+                            self.data.root, name, reason)  # fmt: skip
+        self.bad_run_dirs = found
+
+    def _record_health(self) -> None:
+        """Failing chains and bad run folders for the status page, when they change."""
+        failing = {f"Run{run}/{sys_}": f.record() for (run, sys_), f in self.failing.items()}
+        health = (failing, dict(self.bad_run_dirs))
+        if health == self._health_recorded:
+            return
+
+        def work(root) -> None:
+            status = overwatch_root(root).processing
+            status.failing_chains = failing  # replaced whole: plain data, never mutated
+            status.bad_run_dirs = health[1]
+
+        try:
+            transact(self.db, work, note="processing health")
+            self._health_recorded = health
+        except Exception:  # informative only; tried again after the next pass
+            log.warning("could not record the failing chains", exc_info=True)
 
     # -- one subsystem ------------------------------------------------------------
     def _chain(self, key: Key) -> ChainStore:

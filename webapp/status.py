@@ -7,7 +7,10 @@ as bad as the older of its heartbeat and its last snapshot, so both a dead
 receiver process and a silent sender show. Also: how far processing lags
 behind the newest snapshot (how long the newest received snapshot has
 waited for a pass), whether the database answers, and the free disk
-space of the data directory.
+space of the data directory. Chains (run, subsystem) that processing isolated
+because they keep failing are listed with their error and next retry (red:
+their data waits), and folders named like run directories that hold no valid
+run with the reason (amber).
 
 Receivers write their heartbeat to ``DataDir.heartbeat_file(SYS)``
 (``<data>/status/receiver-<SYS>.json``); this module lists those files with
@@ -191,6 +194,23 @@ def notification_view(data_dir: DataDir, now: float, dead: float) -> dict[str, A
     }
 
 
+def failing_chains(recorded: dict) -> list[dict[str, Any]]:
+    """Chains processing isolated after failures (``ProcessingStatus.failing_chains``)."""
+    rows = []
+    for chain, entry in sorted(recorded.items()):
+        entry = entry if isinstance(entry, dict) else {}
+        rows.append(
+            {
+                "chain": str(chain),
+                "failures": int(entry.get("failures") or 0),
+                "error": str(entry.get("error") or ""),
+                "since": entry.get("since"),
+                "next_retry": entry.get("next_retry"),
+            }
+        )
+    return rows
+
+
 def _database_view() -> tuple[bool, dict[str, Any], str]:
     """(reachable, processing status, error text) from the database."""
     try:
@@ -201,6 +221,11 @@ def _database_view() -> tuple[bool, dict[str, Any], str]:
             "last_snapshot_processed": proc.last_snapshot_processed,
             "snapshots_processed": proc.snapshots_processed,
             "last_error": proc.last_error,
+            "failing_chains": failing_chains(proc.failing_chains),
+            "bad_run_dirs": [
+                {"name": str(name), "reason": str(reason)}
+                for name, reason in sorted(proc.bad_run_dirs.items())
+            ],
         }
         return True, processing, ""
     except Exception as error:  # the page must render even when the database is gone
@@ -228,8 +253,13 @@ def collect(now: float | None = None) -> dict[str, Any]:
     processing_status = (
         UNKNOWN if not reachable else worst(level(idle, late, dead), level(lag, late, dead))
     )
-    if processing.get("last_error"):
+    if processing.get("last_error") or processing.get("bad_run_dirs"):
         processing_status = worst(processing_status, LATE)
+    if processing.get("failing_chains"):  # data of those chains is not processed
+        processing_status = worst(processing_status, DEAD)
+    for row in processing.get("failing_chains", []):
+        retry = row["next_retry"]
+        row["retry_in"] = max(0.0, retry - now) if isinstance(retry, int | float) else None
 
     try:
         usage = shutil.disk_usage(data_dir.root)

@@ -50,6 +50,14 @@ class OverwatchRoot(Persistent):
 class ProcessingStatus(Persistent):
     """What the processing service last did, for the status page."""
 
+    # Class defaults, so databases written before these fields need no schema step.
+    # Both are plain dicts that processing replaces whole (never mutates in place):
+    #: "Run<N>/<SYS>" -> {"failures", "error", "since", "next_retry"} of chains that
+    #: keep failing (see processing.pipeline, "Failing chains").
+    failing_chains: dict = {}  # noqa: RUF012 - replaced, never mutated
+    #: Folder name -> why it is no run directory (e.g. a run number beyond MAX_RUN).
+    bad_run_dirs: dict = {}  # noqa: RUF012 - replaced, never mutated
+
     def __init__(self) -> None:
         self.last_pass_started = 0.0
         self.last_pass_finished = 0.0
