@@ -42,16 +42,48 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def _demo_marks(data_dir: Path) -> list[str]:
+    """What the command line of every process of a demo names: its data directory, or one
+    of its loopback ports (the simulator's names no folder of the demo, only its port)."""
+    config = (data_dir / "supervisord.conf").read_text()
+    ports = set(re.findall(r"127\.0\.0\.1:(\d+)", config))
+    return [str(data_dir), *(f"127.0.0.1:{port}" for port in sorted(ports))]
+
+
+def _leftovers(marks: list[str], timeout: float = 30.0) -> list[str]:
+    """Processes still naming one of ``marks`` after ``timeout`` seconds (none, if clean)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = sorted({c for mark in marks for c in _processes_mentioning(mark)})
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 def test_demo_duration_serves_every_subsystem_and_stops_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "demo"
     port = free_port()
-    done = subprocess.run(
+    demo = subprocess.Popen(
         [OVERWATCH, "demo", "--duration", "30", "--port", str(port), "--interval", "1",
          "--data-dir", str(data_dir)],
-        capture_output=True, text=True, timeout=240,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output
+    try:
+        # supervisord removes its pid file on a clean exit: read it while the demo runs.
+        pid_file = data_dir / "supervisord.pid"
+        deadline = time.monotonic() + 120
+        while not pid_file.exists() and demo.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pid_file.exists(), "supervisord wrote no pid file"
+        supervisor_pid = int(pid_file.read_text().strip())
+        marks = _demo_marks(data_dir)
+        stdout, stderr = demo.communicate(timeout=240)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    output = stdout + stderr
+    assert demo.returncode == 0, output
     assert f"http://127.0.0.1:{port}/" in output
     # The shipped fault schedule is told at start and reaches the simulator.
     assert "simulated faults (" in output and "EMC dead_region (supermodule 7)" in output
@@ -69,10 +101,9 @@ def test_demo_duration_serves_every_subsystem_and_stops_cleanly(tmp_path: Path) 
         snapshots, slices, histograms, served = map(int, line.groups())
         assert snapshots >= 3 and slices >= 3 and histograms > 0 and served > 0
         assert list((data_dir / "Run1" / subsystem).glob(f"{subsystem}hists.*.root"))
-    # supervisord and every program it started are gone.
-    pid_file = data_dir / "supervisord.pid"
-    if pid_file.exists():
-        assert not _alive(int(pid_file.read_text().strip()))
+    # supervisord and every program it started (the simulator included) are gone.
+    assert not _alive(supervisor_pid)
+    assert _leftovers(marks) == []
 
 
 def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:
@@ -92,13 +123,14 @@ def test_demo_ctrl_c_stops_everything(tmp_path: Path) -> None:
             seen += line
         assert "password:" in seen, seen
         supervisor_pid = int((data_dir / "supervisord.pid").read_text().strip())
+        marks = _demo_marks(data_dir)
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=90) == 0
         deadline = time.monotonic() + 30
         while _alive(supervisor_pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not _alive(supervisor_pid)
-        assert _processes_mentioning(str(data_dir)) == []
+        assert _leftovers(marks) == []
     finally:
         if demo.poll() is None:
             demo.kill()
