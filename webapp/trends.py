@@ -34,6 +34,7 @@ from urllib.parse import urlencode
 import numpy as np
 from flask import Blueprint, Response, render_template, request, url_for
 
+from overwatch.names import is_run
 from processing import GENERIC_NAMES, TrendStore, run_history, trend_dir, trend_json
 from webapp import queries, views
 from webapp.context import overwatch, resources
@@ -126,7 +127,8 @@ def parse_runs(text: str) -> list[int] | None:
             raise queries.BadRequest(
                 f"runs must be run numbers and ranges like 7,9,12-15, got {part.strip()!r}"
             ) from error
-        if first < 0 or last < first or last >= 2**31:
+        # Run numbers are overwatch.names' rule (a trend directory exists only for those).
+        if not (is_run(first) and is_run(last)) or last < first:
             raise queries.BadRequest(f"runs: {part.strip()!r} is not a valid run or range")
         if last - first + 1 + len(runs) > MAX_HISTORY_RUNS:
             raise queries.BadRequest(f"runs: at most {MAX_HISTORY_RUNS} runs per request")

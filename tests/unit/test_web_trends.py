@@ -106,7 +106,7 @@ def test_history_over_runs_in_time_order(site) -> None:
     assert "runs 1-2" in graph["fTitle"]
     only = client.get(url + "&runs=2&format=points").get_json()
     assert only["runs"] == [2] and only["values"] == [0.0, 2.0, 5.0]
-    ranged = client.get(url + "&runs=0-1,5&format=points").get_json()
+    ranged = client.get(url + "&runs=1,4-5&format=points").get_json()
     assert ranged["runs"] == [1]
 
 
@@ -163,6 +163,16 @@ def test_errors_name_what_is_wrong(site, url: str, status: int, words: str) -> N
     response = client.get(url)
     assert response.status_code == status, url
     assert words in response.get_json()["error"], response.get_json()
+
+
+@pytest.mark.parametrize("runs", ["0", "0-3", "2147483647-2147483648", "-1"])
+def test_history_runs_outside_the_run_rule_are_a_400_never_a_500(site, runs: str) -> None:
+    # Found by the API fuzz test: runs=0 reached the trend-directory rule (a 500) once
+    # run 0 stopped being a run; parse_runs now checks the one rule of overwatch.names.
+    _app, client, _run1, _values = site
+    response = client.get(f"/api/trends/history?subsystem=EMC&path={HOT_MAP}&name=mean&runs={runs}")
+    assert response.status_code == 400, response.get_json()
+    assert "runs" in response.get_json()["error"]
 
 
 def test_unknown_trend_name_lists_the_histograms_trends(site) -> None:
