@@ -34,6 +34,7 @@ from webapp import (
     download,
     events,
     layouts,
+    openapi,
     overview,
     pages,
     plugin_view,
@@ -100,6 +101,7 @@ def create_app(
     app.register_blueprint(layouts.bp)  # dashboards from YAML layout files
     app.register_blueprint(overview.bp)  # subsystems x runs, pies of qualities
     app.register_blueprint(events.bp)  # live events (server-sent) for every page
+    app.register_blueprint(openapi.bp)  # /api/openapi.json, the description of the API
     push.init_app(app)
     app.after_request(_finish)
     _register_errors(app)
