@@ -141,6 +141,7 @@ class WebSettings:
     slice_cache_entries: int = _bounded(16, ge=1)
     layouts_dir: str = ""
     max_streams: int = _bounded(256, ge=1)
+    database_timeout: float = _bounded(3.0, gt=0, le=60)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 import processing
 from overwatch.config import Settings, load_settings
+from overwatch.store.db import DatabaseUnavailable, disconnected_errors
 from webapp import (
     alarms,
     api,
@@ -46,7 +47,7 @@ from webapp import (
     status,
     trends,
 )
-from webapp.context import EXTENSION, Resources, close_connection
+from webapp.context import EXTENSION, Resources, close_connection, resources
 from webapp.http import BodyError, OverwatchFlask, compress, json_error, wants_json
 from webapp.paths import UnsafePath
 from webapp.security import load_secret_key
@@ -208,19 +209,20 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
-        if _is_disconnected(error):
-            log.warning("database unreachable while serving %s: %s", request.path, error)
-            return _error("the database is unreachable; try again in a moment", 503)
+        if isinstance(error, disconnected_errors()):  # lost while a request read through it
+            return database_unavailable(
+                DatabaseUnavailable("the database is unreachable; try again in a moment")
+            )
         log.exception("error while serving %s", request.path)
         return _error("internal error; the server log has the details", 500)
 
-
-def _is_disconnected(error: Exception) -> bool:
-    try:
-        from ZEO.Exceptions import ClientDisconnected
-    except ImportError:
-        return False
-    return isinstance(error, ClientDisconnected)
+    @app.errorhandler(DatabaseUnavailable)
+    def database_unavailable(error: DatabaseUnavailable) -> Response:
+        uri = resources().settings.database.uri
+        log.warning("database %s unreachable while serving %s: %s", uri, request.path, error)
+        response = _error(str(error), 503)
+        response.headers["Retry-After"] = "5"
+        return response
 
 
 def _register_template_helpers(app: Flask) -> None:

@@ -1,7 +1,9 @@
 """``overwatch web`` and ``overwatch users ...``.
 
 ``overwatch web [--db URI] [--data-dir DIR] [--host H] [--port P] [--dev]``
-serves the web app (gunicorn, 2 workers x 4 threads by default).
+serves the web app (gunicorn, 2 workers x 4 threads by default; with a
+``file://`` database, which one process holds, 1 worker x 8 threads, said in
+the log). A storage another process holds stops it at start with exit code 2.
 
 ``overwatch users add|remove|passwd|token|tokens|list NAME [--db URI]`` manages the
 web users. There is no default password: ``add`` and ``passwd`` prompt for
@@ -127,7 +129,7 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def run_users(args: argparse.Namespace) -> int:
-    from overwatch.store.db import open_db
+    from overwatch.store.db import DatabaseLocked, open_db
     from webapp import users
 
     action = args.users_command
@@ -142,10 +144,12 @@ def run_users(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as error:
         print(f"overwatch users {action}: {error}", file=sys.stderr)
         return 2
-    except Exception as error:  # e.g. a file:// storage locked by a running process
+    except DatabaseLocked as error:  # its message names the URI and says to use zeo://
+        print(f"overwatch users {action}: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # e.g. a ZEO server that does not answer
         print(
-            f"overwatch users {action}: cannot open the database {settings.database.uri}: {error}"
-            " (a file:// database is locked while another process uses it; use zeo://)",
+            f"overwatch users {action}: cannot open the database {settings.database.uri}: {error}",
             file=sys.stderr,
         )
         return 1

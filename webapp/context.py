@@ -7,6 +7,13 @@ that needs the database gets its own connection, opened lazily into
 ``flask.g`` and closed at app-context teardown (the pattern of Flask's own
 tutorial, ``flaskr/db.py``). Requests only read: the transaction is aborted,
 never committed.
+
+A request never waits long for the database: the ZEO client is opened with
+``web.database_timeout`` as its wait, and :attr:`Resources.db` waits at most that
+long for a lost server to come back (not at all once it has been away longer),
+then raises ``DatabaseUnavailable``, answered 503 by :mod:`webapp.app`.
+Processing opens its own client with the long default wait and rides out a
+restart; the web app tells users at once instead of holding a thread.
 """
 
 from __future__ import annotations
@@ -22,7 +29,14 @@ import transaction
 import ZODB
 from flask import current_app, g
 
-from overwatch.store.db import open_db, read
+from overwatch.store.db import (
+    DatabaseUnavailable,
+    check_reachable,
+    disconnected_errors,
+    open_db,
+    read,
+    wait_connected,
+)
 from overwatch.store.models import ROOT_KEY, OverwatchRoot
 from webapp.security import RateLimiter, password_fingerprint
 
@@ -101,6 +115,7 @@ class Resources:
         self._db_pid = os.getpid()
         self._reader: Any = None
         self._lock = threading.Lock()
+        self._down_since: float | None = None  # monotonic time the database was first missed
         self.auth = AuthCache(self)
         attempts = settings.web.login_attempts_per_minute
         self.ip_limiter = RateLimiter(attempts)
@@ -109,17 +124,61 @@ class Resources:
 
     @property
     def db(self) -> ZODB.DB:
+        """This process's database, connected; else ``DatabaseUnavailable`` within the timeout."""
+        db = self._open()
+        if not wait_connected(db, 0):
+            self._wait_for(db)
+        self._down_since = None
+        return db
+
+    @property
+    def database_timeout(self) -> float:
+        return self.settings.web.database_timeout
+
+    def _open(self) -> ZODB.DB:
         if self._db is not None and (self._given_db or self._db_pid == os.getpid()):
             return self._db
-        with self._lock:
+        # Bounded, like the open itself: requests queued behind a failing open fail too.
+        if not self._lock.acquire(timeout=self._remaining()):
+            raise self._unavailable("another request is still trying to connect")
+        try:
             if self._db is None or (not self._given_db and self._db_pid != os.getpid()):
-                log.info(
-                    "opening the database %s (process %d)", self.settings.database.uri, os.getpid()
-                )
-                self._db = open_db(self.settings.database.uri)
+                uri = self.settings.database.uri
+                log.info("opening the database %s (process %d)", uri, os.getpid())
+                # At least a second: connecting takes a moment even once the server is back.
+                wait = max(self._remaining(), min(1.0, self.database_timeout))
+                try:
+                    self._db = open_db(uri, wait_timeout=wait)
+                except disconnected_errors() as error:
+                    raise self._unavailable(f"cannot connect within {wait:.0f} s") from error
                 self._db_pid = os.getpid()
                 self._reader = None
             return self._db
+        finally:
+            self._lock.release()
+
+    def _remaining(self) -> float:
+        """Of this outage's timeout, the seconds left (the full timeout when nothing is wrong).
+
+        Why not the full timeout per request: once the database has been away
+        longer than the timeout, every further request is answered at once.
+        """
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+        return max(0.01, self._down_since + self.database_timeout - now)
+
+    def _wait_for(self, db: ZODB.DB) -> None:
+        if not wait_connected(db, self._remaining()):
+            raise self._unavailable(f"not connected for {self.database_timeout:g} s")
+
+    def _unavailable(self, why: str) -> DatabaseUnavailable:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+        # No URI in the message: anonymous clients see it (the log has the URI).
+        return DatabaseUnavailable(
+            f"the database is unreachable ({why}); pages work again by themselves once it is back"
+        )
 
     @property
     def reader(self) -> Any:
@@ -161,13 +220,25 @@ class Resources:
     def database_reachable(self) -> bool:
         """Whether the database answers, without waiting: a ZEO client knows if it is connected.
 
-        True before this process opened it (nothing known to be wrong yet).
+        True before this process opened it, unless opening it failed (nothing
+        known to be wrong yet). :meth:`check_database` asks the server itself.
         """
         db = self._db
         if db is None:
-            return True
-        connected = getattr(db.storage, "is_connected", None)
-        return bool(connected()) if callable(connected) else True
+            return self._down_since is None
+        return wait_connected(db, 0)
+
+    def check_database(self) -> None:
+        """A real round trip to the storage within ``web.database_timeout``, for ``/healthz``.
+
+        Raises ``DatabaseUnavailable`` (or the storage's own error) if it fails.
+        """
+        deadline = time.monotonic() + self.database_timeout
+        db = self.db
+        try:
+            check_reachable(db, max(0.01, deadline - time.monotonic()))
+        except DatabaseUnavailable as error:
+            raise self._unavailable(str(error)) from error
 
     def close(self) -> None:
         if self._db is not None and not self._given_db and self._db_pid == os.getpid():

@@ -4,14 +4,23 @@ gunicorn runs in-process (``gunicorn.app.base.BaseApplication``) so that
 ``overwatch web`` needs no second configuration: the master process reads the
 settings and the secret key, and each worker builds its own app after the fork
 (``load()`` runs in the worker), so no ZODB connection crosses a fork.
+
+A ``file://`` database belongs to one process (FileStorage locks its file), so
+with one the server runs a single worker with the threads of all, and says so
+(use ``zeo://`` for more workers). Its worker opens the storage at boot and
+keeps it, so a second server or processing on the same file is refused at its
+start. The master opens the storage once before serving, so a storage another
+process holds is one clear error and exit code 2, not a 500 per request.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from overwatch.config import Settings
+from overwatch.store.db import DatabaseLocked, open_db, single_process
 from webapp.security import load_secret_key
 
 log = logging.getLogger(__name__)
@@ -49,6 +58,27 @@ def serve(
     access_log: bool = False,
 ) -> int:
     """Serve until stopped (SIGTERM/SIGINT); returns an exit code."""
+    uri = settings.database.uri
+    one_process = single_process(uri)
+    if one_process:
+        try:  # closed again at once: each worker opens its own after the fork
+            open_db(uri).close()
+        except DatabaseLocked as error:
+            print(f"overwatch web: {error}", file=sys.stderr)
+            return 2
+        except OSError as error:  # e.g. a directory that cannot be created
+            print(f"overwatch web: cannot open the database {uri}: {error}", file=sys.stderr)
+            return 2
+        if workers > 1 and not dev:
+            log.warning(
+                "%s is a database for one process: serving with 1 worker x %d threads "
+                "instead of %d workers x %d (use zeo:// for several workers)",
+                uri,
+                workers * threads,
+                workers,
+                threads,
+            )
+            threads, workers = workers * threads, 1
     secret_key = load_secret_key(settings.web.secret_key_file)
     if dev:
         from webapp.app import create_app
@@ -70,11 +100,15 @@ def serve(
 
         def load(self) -> Any:
             from webapp.app import create_app
+            from webapp.context import EXTENSION
 
-            return create_app(settings, data_dir=data_dir, secret_key=secret_key)
+            app = create_app(settings, data_dir=data_dir, secret_key=secret_key)
+            if one_process:
+                app.extensions[EXTENSION].db  # noqa: B018 - hold the file's lock from the start
+            return app
 
     log.info(
-        "serving on http://%s:%d with %d workers x %d threads",
+        "serving on http://%s:%d with %d worker(s) x %d threads",
         settings.web.host,
         settings.web.port,
         workers,
