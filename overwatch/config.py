@@ -127,6 +127,8 @@ class ProcessingSettings:
     cache_fsync: bool = False
     checks_file: str = ""
     events_address: str = "tcp://127.0.0.1:8852"
+    retry_seconds: float = _bounded(10.0, gt=0)
+    retry_max_seconds: float = _bounded(600.0, gt=0)
 
 
 @dataclass(frozen=True)

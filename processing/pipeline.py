@@ -93,11 +93,6 @@ log = logging.getLogger(__name__)
 
 Key = tuple[int, str]
 
-#: First wait (seconds) before a failed chain is tried again; it doubles per failure.
-RETRY_SECONDS = 10.0
-#: Longest wait between two tries of a chain that keeps failing.
-RETRY_MAX_SECONDS = 600.0
-
 
 @dataclass
 class ChainFailure:
@@ -148,8 +143,8 @@ class Pipeline:
         alarms: AlarmManager | None = None,
         analysis: bool = True,
         rebuild_trends: bool = False,
-        retry_seconds: float = RETRY_SECONDS,
-        retry_max_seconds: float = RETRY_MAX_SECONDS,
+        retry_seconds: float | None = None,
+        retry_max_seconds: float | None = None,
     ) -> None:
         self.settings = settings or ProcessingSettings()
         self.data = DataDir(data_dir)
@@ -164,8 +159,11 @@ class Pipeline:
             if analysis
             else None
         )
-        self.retry_seconds = retry_seconds
-        self.retry_max_seconds = max(retry_max_seconds, retry_seconds)
+        # Waits before a failing chain is tried again (settings unless a test says otherwise).
+        self.retry_seconds = retry_seconds or self.settings.retry_seconds
+        self.retry_max_seconds = max(
+            retry_max_seconds or self.settings.retry_max_seconds, self.retry_seconds
+        )
         #: Chains that failed their last try, with when to try again.
         self.failing: dict[Key, ChainFailure] = {}
         #: Folders named like run directories that hold no valid run -> why.

@@ -152,8 +152,6 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(processing.BadSliceLink)
     def bad_link(error: processing.BadSliceLink) -> Response:
-        if isinstance(error.__context__, processing.UnknownSlice):
-            return unknown_slice(error.__context__)  # webapp.pages re-raises an unknown id
         if wants_json():
             return json_error(f"bad slice: {error}", 400)
         return _error(

@@ -58,6 +58,9 @@ bp = Blueprint("auth", __name__)
 
 #: Endpoints anyone may reach: the login form, the health check, static files.
 PUBLIC_ENDPOINTS = frozenset({"auth.login", "api.healthz", "static"})
+#: Answered without looking the session's user up: a health check must not depend on
+#: the database to read a cookie (it reports the database itself).
+ANONYMOUS_ENDPOINTS = frozenset({"api.healthz", "static"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
 LOGIN_FAILED = "Invalid user name or password."
@@ -99,7 +102,7 @@ def authenticate() -> Response | None:
         if name is None and not public:
             return json_error("invalid or revoked API token", 401)
         g.user, g.via_token = name, name is not None
-    elif "user" in session and request.endpoint != "static":
+    elif "user" in session and request.endpoint not in ANONYMOUS_ENDPOINTS:
         name, fingerprint = session.get("user"), session.get("fp", "")
         if isinstance(name, str) and _session_valid(name, fingerprint):
             g.user = name

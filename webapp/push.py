@@ -257,7 +257,8 @@ def hub() -> EventHub:
                     database_ok=res.database_reachable,
                     max_streams=res.settings.web.max_streams,
                     forward_address=res.settings.receiver.notify_address,
-                    on_snapshot=res.views.expect_snapshot,
+                    # Late-bound: the views (and the database) are not needed to subscribe.
+                    on_snapshot=lambda *snapshot: res.views.expect_snapshot(*snapshot),
                 )
     return found
 
