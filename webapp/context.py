@@ -38,7 +38,7 @@ from overwatch.store.db import (
     wait_connected,
 )
 from overwatch.store.models import ROOT_KEY, OverwatchRoot
-from webapp.security import RateLimiter, password_fingerprint
+from webapp.security import password_fingerprint
 
 if TYPE_CHECKING:
     from overwatch.config import Settings
@@ -117,9 +117,6 @@ class Resources:
         self._lock = threading.Lock()
         self._down_since: float | None = None  # monotonic time the database was first missed
         self.auth = AuthCache(self)
-        attempts = settings.web.login_attempts_per_minute
-        self.ip_limiter = RateLimiter(attempts)
-        self.user_limiter = RateLimiter(attempts)
         self._views: Any = None
 
     @property

@@ -23,7 +23,6 @@ Decisions:
   count one atomic update across processes, and a crash loses nothing. The
   counts are per machine: web servers on several hosts count separately.
   If the file cannot be used, sign-in is not throttled and the log says so.
-- :class:`RateLimiter` (one process, sliding minute) is the older limiter.
 """
 
 from __future__ import annotations
@@ -35,9 +34,7 @@ import hmac
 import logging
 import secrets
 import sqlite3
-import threading
 import time
-from collections import defaultdict, deque
 from pathlib import Path
 
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -125,40 +122,6 @@ def load_secret_key(path: str | Path) -> str:
     if not key:
         raise RuntimeError(f"{path}: the secret key file is empty; delete it to create a new one")
     return key
-
-
-class RateLimiter:
-    """Failed attempts per key in a sliding window; thread-safe, in memory."""
-
-    def __init__(self, limit: int, window: float = 60.0) -> None:
-        self.limit = limit
-        self.window = window
-        self._attempts: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def _prune(self, key: str, now: float) -> deque[float]:
-        attempts = self._attempts[key]
-        while attempts and now - attempts[0] >= self.window:
-            attempts.popleft()
-        if not attempts:
-            del self._attempts[key]
-            return deque()
-        return attempts
-
-    def blocked(self, key: str, now: float | None = None) -> bool:
-        """True once ``limit`` failures happened within the window."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            return len(self._prune(key, now)) >= self.limit
-
-    def record(self, key: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            self._prune(key, now)
-            self._attempts[key].append(now)
-            if len(self._attempts) > 100_000:  # bound memory under a spray of names
-                oldest = min(self._attempts, key=lambda k: self._attempts[k][-1])
-                del self._attempts[oldest]
 
 
 def new_csrf_token() -> str:

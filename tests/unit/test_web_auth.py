@@ -21,7 +21,7 @@ from tests.unit.test_web_support import (
 )
 from webapp import users
 from webapp.auth import LOGIN_FAILED, PUBLIC_ENDPOINTS, TOO_MANY
-from webapp.security import ADDRESS_FACTOR, RateLimiter, load_secret_key
+from webapp.security import ADDRESS_FACTOR, load_secret_key
 
 #: Values for URL converters, so every rule of the URL map can be requested.
 CONVERTER_VALUES = {"IntegerConverter": "1", "PathConverter": "EMCal/cell hits"}
@@ -190,15 +190,6 @@ def test_logins_are_rate_limited_per_client_address(tmp_path: Path) -> None:
     assert refused.status_code == 429
     assert TOO_MANY.encode() in refused.data
     assert login(client, "alice", PASSWORD, REMOTE_ADDR="10.0.0.2").status_code == 302
-
-
-def test_rate_limiter_window_slides() -> None:
-    limiter = RateLimiter(2, window=60.0)
-    limiter.record("k", now=0.0)
-    limiter.record("k", now=30.0)
-    assert limiter.blocked("k", now=59.0)
-    assert not limiter.blocked("k", now=60.5)  # the first attempt left the window
-    assert not limiter.blocked("other", now=59.0)
 
 
 def test_form_posts_without_the_csrf_token_are_refused(app_db) -> None:
