@@ -115,6 +115,9 @@ def system(tmp_path):
         HOME=str(tmp_path),
         OVERWATCH_PROCESSING__INTERVAL="1.0",
         OVERWATCH_RECEIVER__NOTIFY_ADDRESS=f"tcp://127.0.0.1:{notify_port}",
+        # The simulator runs 60 times faster than the clock, so its snapshots are dated
+        # up to hours ahead, which receivers refuse by default (receiver.max_clock_skew).
+        OVERWATCH_RECEIVER__MAX_CLOCK_SKEW="86400",
     )
     procs = Processes(tmp_path, env)
     runzeo = str(Path(sys.executable).parent / "runzeo")
