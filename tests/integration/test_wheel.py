@@ -155,6 +155,7 @@ def test_installed_wheel_runs_every_command_outside_the_repository(tmp_path: Pat
     _no_missing_files(helped)
 
     data = work / "data"
+    data.mkdir()  # an empty data directory (a missing one is refused, exit 2)
     processed = _run(
         [overwatch, "-v", "process", "--once", "--data-dir", str(data),
          "--db", f"file://{data / 'overwatch.fs'}"],
