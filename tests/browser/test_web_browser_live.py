@@ -130,6 +130,7 @@ def test_run_page_follows_each_snapshot_in_place(live, browser) -> None:
     zoomed = page.evaluate(ZOOMED, src)
     assert zoomed == pytest.approx([low, high]), "the zoom did not survive the updates"
     assert page.evaluate("window.__sameDocument") is True  # in place, no reload
+    assert page.evaluate("document.body.dataset.pushes") == "on"  # polling stands by
     assert page.inner_text(".ow-facts") != facts  # the snapshot count follows
 
 

@@ -12,8 +12,9 @@
 // - The server or the database out of reach: a banner says so, the page keeps
 //   its content marked stale, and everything recovers by itself on reconnection.
 //   A page whose snapshots stop coming within the expected cadence is marked stale.
-// - Without a stream (an old browser, the server's limit reached) the pages'
-//   own polling (data-refresh-*) goes on; with one it stands by.
+// - Without a stream (an old browser, the server's limit reached), or while no
+//   snapshot event came for two minutes, the pages' own polling (data-refresh-*)
+//   goes on; while pushes come it stands by (body data-pushes="on").
 
 const body = document.body;
 const STREAM_SILENT_MS = 25000; // health events come every 10 s: silence longer is trouble
@@ -24,6 +25,11 @@ const MUTE_KEY = 'ow-alarm-sound-muted';
 let source = null;
 let lastMessage = 0;
 let outage = false; // the stream broke: reload what is shown once it is back
+// Polling (overwatch.js) stands by only while snapshot events actually come: a stream
+// that is open but hears nothing (processing publishing elsewhere, or not at all) must
+// not leave a page without updates.
+const PUSH_SILENT_MS = 120000;
+let lastPush = 0;
 const snapshotTimes = new Map(); // "run/subsystem" -> recent event times (ms)
 const knownAlarms = new Set();
 let firstAlarmFetch = true;
@@ -350,6 +356,8 @@ function handle(type, event) {
       break;
     case 'snapshot':
       noteSnapshot(event);
+      lastPush = Date.now();
+      body.dataset.pushes = 'on';
       break;
     case 'alarm':
       refreshAlarms();
@@ -372,10 +380,12 @@ function connect() {
   source.onerror = () => {
     if (source.readyState === EventSource.CLOSED) {
       body.dataset.live = 'off'; // refused (limit reached, signed out): the pages poll
+      body.dataset.pushes = 'off';
       return;
     }
     outage = true;
     body.dataset.live = 'off';
+    body.dataset.pushes = 'off';
     setDegraded('stream', 'Cannot reach the Overwatch server: showing the last content received (stale); reconnecting by itself.');
   };
   for (const type of ['hello', 'resync', 'snapshot', 'alarm', 'receiver', 'health']) {
@@ -392,6 +402,9 @@ function connect() {
 }
 
 setInterval(() => {
+  if (body.dataset.pushes === 'on' && (body.dataset.live !== 'on' || Date.now() - lastPush > PUSH_SILENT_MS)) {
+    body.dataset.pushes = 'off';
+  }
   if (source && body.dataset.live === 'on' && Date.now() - lastMessage > STREAM_SILENT_MS) {
     outage = true;
     setDegraded('stream', 'No word from the Overwatch server for a while: showing the last content received (stale).');

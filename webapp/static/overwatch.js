@@ -162,7 +162,7 @@ function initPage(page) {
   const pageSeconds = Number(page.dataset.refreshPage || 0);
   const drawingSeconds = Number(page.dataset.refreshDrawings || 0);
   // Polling is the fallback of live updates (live.js): it stands by while the stream is on.
-  const live = () => document.body.dataset.live === 'on';
+  const live = () => document.body.dataset.pushes === 'on';
   if (pageSeconds > 0) {
     refreshTimer = setInterval(() => {
       if (!live()) navigate(location.href, { push: false, refresh: true });
