@@ -102,6 +102,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def run_web(args: argparse.Namespace) -> int:
+    from overwatch.store.db import DatabaseLocked
     from webapp.server import serve
 
     try:
@@ -109,13 +110,20 @@ def run_web(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"overwatch web: {error}", file=sys.stderr)
         return 2
-    return serve(
-        settings,
-        workers=max(1, args.workers),
-        threads=max(1, args.threads),
-        dev=args.dev,
-        access_log=args.access_log,
-    )
+    try:
+        return serve(
+            settings,
+            workers=max(1, args.workers),
+            threads=max(1, args.threads),
+            dev=args.dev,
+            access_log=args.access_log,
+        )
+    except DatabaseLocked as error:  # its message names the URI and says to use zeo://
+        print(f"overwatch web: {error}", file=sys.stderr)
+    except OSError as error:  # the database's folder cannot be made or read
+        uri = settings.database.uri
+        print(f"overwatch web: cannot open the database {uri}: {error}", file=sys.stderr)
+    return 2
 
 
 def _read_password(from_stdin: bool) -> str:

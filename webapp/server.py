@@ -16,11 +16,10 @@ process holds is one clear error and exit code 2, not a 500 per request.
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 from overwatch.config import Settings
-from overwatch.store.db import DatabaseLocked, open_db, single_process
+from overwatch.store.db import open_db, single_process
 from webapp.security import load_secret_key
 
 log = logging.getLogger(__name__)
@@ -57,18 +56,18 @@ def serve(
     dev: bool = False,
     access_log: bool = False,
 ) -> int:
-    """Serve until stopped (SIGTERM/SIGINT); returns an exit code."""
+    """Serve until stopped (SIGTERM/SIGINT); returns an exit code.
+
+    Raises DatabaseLocked (held by another process) or OSError when a one-process
+    database cannot be opened here.
+    """
     uri = settings.database.uri
     one_process = single_process(uri)
     if one_process:
-        try:  # closed again at once: each worker opens its own after the fork
-            open_db(uri).close()
-        except DatabaseLocked as error:
-            print(f"overwatch web: {error}", file=sys.stderr)
-            return 2
-        except OSError as error:  # e.g. a directory that cannot be created
-            print(f"overwatch web: cannot open the database {uri}: {error}", file=sys.stderr)
-            return 2
+        # Closed again at once: each worker opens its own after the fork. A storage
+        # another process holds raises DatabaseLocked, a folder that cannot be made
+        # OSError: the command says which and exits 2.
+        open_db(uri).close()
         if workers > 1 and not dev:
             log.warning(
                 "%s is a database for one process: serving with 1 worker x %d threads "
