@@ -54,6 +54,33 @@ def _config_everywhere(parser: argparse.ArgumentParser) -> None:
             _config_everywhere(sub)
 
 
+def add_timezone_options(parser: argparse.ArgumentParser) -> None:
+    """``--timezone ZONE`` and ``--archived``: the zone of names in folders that declare none."""
+    from overwatch.timestamps import ARCHIVE_TIMEZONE
+
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--timezone",
+        metavar="ZONE",
+        help="time zone of snapshot names in run folders without a .overwatch-timezone file "
+        "(default: data.timezone, UTC)",
+    )
+    group.add_argument(
+        "--archived",
+        action="store_const",
+        const=ARCHIVE_TIMEZONE,
+        dest="timezone",
+        help=f"archived Overwatch data: names in {ARCHIVE_TIMEZONE} local time",
+    )
+
+
+def timezone_option(args: argparse.Namespace, default: str) -> str:
+    """The zone the options of :func:`add_timezone_options` name; ValueError if unknown."""
+    from overwatch.timestamps import check_timezone
+
+    return check_timezone(getattr(args, "timezone", None) or default)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -80,6 +80,7 @@ class DataSettings:
     """Where the cumulative snapshots (the source of truth) and caches live."""
 
     data_dir: str = "data"
+    timezone: str = field(default="UTC", metadata={"check": "timezone"})
 
 
 @dataclass(frozen=True)
@@ -341,6 +342,13 @@ def _validate_value(section: str, key: str, value: Any, source: str) -> Any:
     hint, spec = fields[key]
     converted = _convert(hint, value, dotted, source)
     _check_bounds(spec.metadata, converted, value, hint, dotted, source)
+    if spec.metadata.get("check") == "timezone":
+        from overwatch.timestamps import check_timezone  # pendulum: only when a zone is set
+
+        try:
+            check_timezone(converted)
+        except ValueError as error:
+            raise ConfigError(f"{source}: {dotted}: {error}") from None
     return converted
 
 

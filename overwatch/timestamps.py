@@ -130,14 +130,37 @@ def _run_from_parents(path: PurePosixPath, subsystem: str) -> int | None:
     return None
 
 
-def _parse(name: str, archived: bool | None) -> tuple[SnapshotName, DateTime | None]:
-    """Parse a name; also return the later reading when its wall time is ambiguous."""
+def check_timezone(zone: object) -> str:
+    """``zone`` if it is a time zone name pendulum knows (``UTC``, ``Europe/Zurich``); else ValueError."""
+    if not isinstance(zone, str) or not zone.strip():
+        raise ValueError(
+            f"invalid time zone {zone!r}: expected a name such as UTC or {ARCHIVE_TIMEZONE}"
+        )
+    try:
+        pendulum.timezone(zone)
+    except Exception as error:  # pendulum raises its own InvalidTimezone
+        raise ValueError(
+            f"unknown time zone {zone!r}: expected a name such as UTC or {ARCHIVE_TIMEZONE}"
+        ) from error
+    return zone
+
+
+def _zone(archived: bool | None, timezone: str | None) -> str:
+    """The zone an Overwatch-form name is read in: ``timezone`` if given, else by ``archived``."""
+    if timezone is not None:
+        return timezone
+    return ARCHIVE_TIMEZONE if archived else "UTC"
+
+
+def _parse(name: str, zone: str) -> tuple[SnapshotName, DateTime | None]:
+    """Parse a name (Overwatch form read in ``zone``); also return the later reading when its
+    wall time is ambiguous."""
     path = PurePosixPath(str(name))
     # names.InvalidName (a ValueError) names both accepted forms.
     layout, match = names.match_snapshot_name(path.name)
     if layout is names.FileForm.OVERWATCH:
-        form = NameForm.ARCHIVED if archived else NameForm.OVERWATCH
-        tz = ARCHIVE_TIMEZONE if archived else "UTC"
+        form = NameForm.OVERWATCH if zone == "UTC" else NameForm.ARCHIVED
+        tz = zone
         run, mode = _run_from_parents(path, match["subsystem"]), None
     else:
         form, tz = NameForm.RECEIVER, ARCHIVE_TIMEZONE
@@ -165,30 +188,49 @@ def snapshot_relpath(run: int, subsystem: str, instant: datetime) -> str:
     return f"{names.run_dir(run)}/{subsystem}/{snapshot_filename(subsystem, instant)}"
 
 
-def parse_snapshot_filename(name: str, *, archived: bool | None = None) -> SnapshotName:
+def parse_snapshot_filename(
+    name: str, *, archived: bool | None = None, timezone: str | None = None
+) -> SnapshotName:
     """Read subsystem, instant (UTC) and, where the name has them, run and mode.
 
     ``archived=True`` reads an Overwatch-form name as Europe/Zurich local time
     (archived Overwatch data); ``None`` or ``False`` reads it as UTC (new files).
+    ``timezone`` names the zone outright and wins over ``archived``.
     Old-receiver names are always Europe/Zurich, whatever ``archived`` says.
     ``name`` may be a bare file name or a path; a ``Run<N>/<SYS>/`` prefix
     supplies the run of an Overwatch-form name. An ambiguous autumn wall time
     gives the earlier instant (see the module docs). Raises ``ValueError`` for
     anything else.
     """
-    return _parse(name, archived)[0]
+    return _parse(name, _zone(archived, timezone))[0]
 
 
-def parse_sequence(names: Iterable[str], *, archived: bool = True) -> list[SnapshotName]:
-    """Parse the names of one run, in the order written, keeping instants monotonic.
+def parse_sequence(
+    names: Iterable[str],
+    *,
+    archived: bool = True,
+    timezone: str | None = None,
+    errors: dict[str, str] | None = None,
+) -> list[SnapshotName]:
+    """Parse the names of one run's subsystem, in the order written, keeping instants monotonic.
 
     Why: across the repeated autumn hour the earlier reading of a name can lie
     before its predecessor; then the later occurrence (CET) is the right one.
     A step backwards that DST cannot explain is kept as parsed and logged.
+    ``timezone`` (else ``archived``) is the zone of Overwatch-form names.
+    With ``errors`` a name that cannot be parsed is recorded there (name ->
+    reason) and left out; without it, it raises ``ValueError``.
     """
+    zone = _zone(archived, timezone)
     result: list[SnapshotName] = []
     for name in names:
-        snapshot, later = _parse(name, archived)
+        try:
+            snapshot, later = _parse(name, zone)
+        except ValueError as error:
+            if errors is None:
+                raise
+            errors[name] = str(error)
+            continue
         if result and snapshot.instant < result[-1].instant:
             previous = result[-1].instant
             if later is not None and later >= previous:

@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+from overwatch.cli import add_timezone_options, timezone_option
 from overwatch.config import ConfigError, Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def _process(args: argparse.Namespace) -> int:
     if args.once and not Path(data_dir).is_dir():  # "processed 0" would hide a mistyped path
         return _error("process", FileNotFoundError(f"data directory {data_dir} does not exist"))
     try:  # all configuration first: never start half-configured
+        zone = timezone_option(args, settings.data.timezone)
         checks = load_engine(args.checks or settings.processing.checks_file)
         dispatcher = build_dispatcher(
             settings.alarms, status_file=DataDir(data_dir).notifications_file
@@ -61,7 +63,9 @@ def _process(args: argparse.Namespace) -> int:
     except Exception as error:  # a wrong URI or an unreachable server: say which
         return _error("process", error)
     try:
-        pipeline = Pipeline(data_dir, db, settings.processing, checks=checks, alarms=alarms)
+        pipeline = Pipeline(
+            data_dir, db, settings.processing, checks=checks, alarms=alarms, timezone=zone
+        )
         if args.once:
             dispatcher.start()
             try:
@@ -156,12 +160,17 @@ def _rebuild(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     try:
+        zone = timezone_option(args, settings.data.timezone)
         db = _open(args, settings)
     except Exception as error:
         return _error("db rebuild", error)
     try:
         report = rebuild(
-            args.data_dir or settings.data.data_dir, db, settings.processing, reread=args.reread
+            args.data_dir or settings.data.data_dir,
+            db,
+            settings.processing,
+            reread=args.reread,
+            timezone=zone,
         )
     except (FileNotFoundError, ValueError) as error:  # ValueError: an invalid checks file
         return _error("db rebuild", error)
@@ -191,6 +200,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "at start.",
     )
     _storage_arguments(process)
+    add_timezone_options(process)
     process.add_argument("--once", action="store_true", help="process what is there, then exit")
     process.add_argument(
         "--checks",
@@ -235,6 +245,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "processes all snapshots again; existing cache files are reused unless --reread.",
     )
     _storage_arguments(rebuild)
+    add_timezone_options(rebuild)
     rebuild.add_argument(
         "--reread", action="store_true", help="delete the array cache and read every file again"
     )

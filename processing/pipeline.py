@@ -40,8 +40,14 @@ Nothing is re-read from ROOT. The trend store is rewound to the late time and
 the points of the late and every later slice are appended again; the checks
 (and alarms) run once, on the subsystem's newest slice.
 
-Bad input: a corrupt, truncated or empty snapshot, or one whose name holds no
-valid time, is recorded in ``Subsystem.bad_snapshots`` with the reason and
+Clocks: the time in a name is UTC unless the run folder, the data directory
+or ``timezone`` (``data.timezone``, ``--timezone``/``--archived``) says another
+zone; archived names are read in file order so that the repeated autumn hour
+comes out right (:mod:`overwatch.store.archive`, the one reader of names that
+``overwatch replay`` uses too).
+
+Bad input: a corrupt, truncated or empty snapshot, or a ``.root`` file whose name
+holds no valid time (or another subsystem's or run's), is recorded in ``Subsystem.bad_snapshots`` with the reason and
 skipped; the pass goes on. A folder named like a run directory whose number is
 no run (``Run2147483648``: beyond what the database's run index takes, see
 :func:`overwatch.names.check_run`) holds nothing processing can store: it is
@@ -71,10 +77,11 @@ from pathlib import Path
 
 import ZODB
 
-from overwatch import names, timestamps
+from overwatch import names
 from overwatch.config import ProcessingSettings
 from overwatch.events import EventPublisher
 from overwatch.plugins import events_path, load_plugin
+from overwatch.store import archive
 from overwatch.store.db import overwatch_root, transact
 from overwatch.store.layout import DataDir
 from processing.analysis.alarms import AlarmManager
@@ -145,8 +152,11 @@ class Pipeline:
         rebuild_trends: bool = False,
         retry_seconds: float | None = None,
         retry_max_seconds: float | None = None,
+        timezone: str = archive.UTC,
     ) -> None:
         self.settings = settings or ProcessingSettings()
+        #: Zone of Overwatch-form names in runs whose folders do not declare one.
+        self.timezone = timezone
         self.data = DataDir(data_dir)
         self.db = db
         self.cache = ArrayCache(data_dir, fsync=self.settings.cache_fsync)
@@ -309,29 +319,40 @@ class Pipeline:
         if self.live is not None:
             self.live.forget(key)
 
-    def _process_directory(self, key: Key, names: list[str], report: PassReport) -> None:
+    def _process_directory(self, key: Key, listed: list[str], report: PassReport) -> None:
         chain = self._chain(key)
+        self._read_names(chain, listed, report)
         processed = set(chain.times)
         todo: list[tuple[float, str]] = []
-        for name in names:
-            if name in chain.bad:
-                continue
-            if name not in chain.parsed:
-                try:
-                    instant = timestamps.parse_snapshot_filename(name).instant
-                    chain.parsed[name] = timestamps.to_unix(instant)
-                except ValueError as error:
-                    chain.parsed[name] = None
-                    self._bad(chain, name, f"invalid snapshot name: {error}", report)
-                    continue
-            ts = chain.parsed[name]
-            if ts is None:
+        for name in listed:
+            ts = chain.parsed.get(name)
+            if ts is None or name in chain.bad:
                 continue
             chain.names[ts] = name
             if ts not in processed:
                 todo.append((ts, name))
         for ts, name in sorted(todo):
             self._process(chain, ts, name, report)
+
+    def _read_names(self, chain: ChainStore, listed: list[str], report: PassReport) -> None:
+        """Instants of the names not read before; bad names recorded with their reason."""
+        new = [n for n in listed if n not in chain.parsed and n not in chain.bad]
+        if not new:
+            return
+        zone = archive.zone_of(self.data, chain.run, self.timezone)
+        ambiguous = zone != archive.UTC or any(
+            names.RECEIVER_FILE_PATTERN.fullmatch(n) for n in new
+        )
+        # Local times need their neighbours (the repeated autumn hour): read them all again.
+        batch = [n for n in listed if n not in chain.bad] if ambiguous else new
+        paths = {n: self.data.snapshot_path(chain.run, chain.subsystem, n) for n in batch}
+        good, bad = archive.read_names(paths, zone, run=chain.run, subsystem=chain.subsystem)
+        for name in new:
+            if name in good:
+                chain.parsed[name] = good[name]
+            else:
+                chain.parsed[name] = None
+                self._bad(chain, name, bad[name], report)
 
     def _bad(self, chain: ChainStore, name: str, reason: str, report: PassReport) -> None:
         log.warning(
@@ -342,7 +363,7 @@ class Pipeline:
         report.bad += 1
 
     def _process(self, chain: ChainStore, ts: float, name: str, report: PassReport) -> None:
-        path = self.data.subsystem_dir(chain.run, chain.subsystem) / name
+        path = self.data.snapshot_path(chain.run, chain.subsystem, name)
         stem = name[: -len(".root")]
         index = bisect.bisect_left(chain.times, ts)
         previous_ts = chain.times[index - 1] if index else None

@@ -49,10 +49,12 @@ def rebuild(
     *,
     reread: bool = False,
     checks: CheckEngine | None = None,
+    timezone: str = "UTC",
 ) -> PassReport:
     """Forget all runs, then process every snapshot on disk; returns what was done.
 
-    ``checks`` defaults to ``settings.checks_file`` (raises ``CheckConfigError``
+    ``timezone`` is the zone of names in run folders that declare none
+    (:mod:`overwatch.store.archive`). ``checks`` defaults to ``settings.checks_file`` (raises ``CheckConfigError``
     if it is invalid, before anything is changed).
     """
     settings = settings or ProcessingSettings()
@@ -67,7 +69,10 @@ def rebuild(
             log.info("deleting the array cache %s", cache_root)
             shutil.rmtree(cache_root)
     records.clear_runs(db)
-    report = Pipeline(data_dir, db, settings, checks=checks, rebuild_trends=True).run_until_idle()
+    pipeline = Pipeline(
+        data_dir, db, settings, checks=checks, rebuild_trends=True, timezone=timezone
+    )
+    report = pipeline.run_until_idle()
     log.info(
         "rebuilt: %d snapshots processed, %d bad, %d failures",
         report.processed,

@@ -23,6 +23,11 @@
   that fit lose the least. (Those may then reach the disk before older names
   of their run; names stay unique and ordered by time.)
 
+* Clock: before the first snapshot of a run folder, the spool writes the
+  folder's ``.overwatch-timezone`` marker saying ``UTC`` (the zone of every
+  name it gives), so processing and replay never read a new run as archived
+  local time (:mod:`overwatch.store.archive`).
+
 Rejected messages go to :mod:`receivers.quarantine`.
 
 All file-system calls go through :class:`overwatch.store.layout.FileSystem`, so tests can make them fail
@@ -40,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from overwatch import names
+from overwatch.store.archive import write_marker
 from overwatch.store.layout import FileSystem, atomic_write
 from overwatch.timestamps import from_unix, snapshot_relpath
 
@@ -119,6 +125,7 @@ class Spool:
         self._next_retry = 0.0
         self._reserved: set[str] = set()
         self._last_second: dict[tuple[int, str], int] = {}
+        self._marked: set[Path] = set()  # run folders known to declare their zone
 
     # -- names -------------------------------------------------------------------
     def unique_relpath(self, run: int, subsystem: str, instant: float) -> str:
@@ -208,12 +215,20 @@ class Spool:
         )  # fmt: skip
 
     def _write(self, item: Item, fallback: Path | None = None) -> None:
+        self._mark_run(fallback or self.data_dir, item.relpath)
         if fallback is None:
             atomic_write(self.data_dir / item.relpath, item.data, fsync=self.fsync, fs=self.fs)
             return
         # Never over an earlier spill of the same name: that one is reported lost instead.
         target = fallback / item.relpath
         atomic_write(target, item.data, fsync=self.fsync, fs=self.fs, replace=False)
+
+    def _mark_run(self, root: Path, relpath: str) -> None:
+        """The run folder says its names are UTC before its first snapshot lands."""
+        run_dir = root / relpath.partition("/")[0]
+        if run_dir not in self._marked:
+            write_marker(run_dir, "UTC", fs=self.fs, fsync=self.fsync)
+            self._marked.add(run_dir)
 
     # -- stopping ------------------------------------------------------------------
     def drain(self, wait: float, fallback: str | Path | None = None) -> DrainResult:

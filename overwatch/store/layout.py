@@ -6,6 +6,9 @@ names themselves, ``Run<run>``, ``<SYS>`` and the snapshot file names, follow
 
 ```
 <data>/Run<run>/<SYS>/<SYS>hists.<YYYY_MM_DD_HH_MM_SS>.root   cumulative snapshots (never edited)
+<data>/Run<run>/.overwatch-timezone                           zone of the run's names (receivers: UTC)
+<data>/.overwatch-timezone                                    zone of every unmarked run (optional)
+<data>/<SYS>histos_<run>_<mode>_<Y_M_D_h_m_s>.root              old receivers' snapshots (read only)
 <data>/cache/Run<run>/<SYS>/...                               array cache built by processing
 <data>/cache/Run<run>/<SYS>/trends/                           trend chunks of that run's subsystem
 <data>/status/receiver-<SYS>.json                             receiver heartbeats
@@ -37,6 +40,8 @@ HEARTBEAT_PREFIX = "receiver-"
 NOTIFICATIONS_FILE = "notifications.json"
 QUARANTINE_DIR = "quarantine"
 SECRET_KEY_FILE = ".secret_key"
+#: A one-line file naming the time zone of the snapshot names beside it (see overwatch.store.archive).
+TIMEZONE_MARKER = ".overwatch-timezone"
 
 
 class FileSystem:
@@ -178,6 +183,21 @@ class DataDir:
 
     def subsystem_dir(self, run: int, subsystem: str) -> Path:
         return self.run_dir(run) / names.check_subsystem(subsystem)
+
+    def snapshot_path(self, run: int, subsystem: str, name: str) -> Path:
+        """Where the snapshot file ``name`` of a run's subsystem is.
+
+        In its subsystem folder; an old receiver's name that is not there lies
+        flat in the data directory, where those receivers wrote it.
+        """
+        path = self.subsystem_dir(run, subsystem) / name
+        if names.RECEIVER_FILE_PATTERN.fullmatch(name) and not path.exists():
+            return self.root / name
+        return path
+
+    def timezone_marker(self, run: int | None = None) -> Path:
+        """The file declaring the zone of a run's names (``run=None``: of the whole directory)."""
+        return (self.run_dir(run) if run is not None else self.root) / TIMEZONE_MARKER
 
     # -- processing's derived data -----------------------------------------------------
     @property

@@ -82,11 +82,17 @@ class ChainStore:
         cache: ArrayCache,
         writer: Writer | None = None,
         bad: Iterable[str] = (),
+        file_names: dict[float, str] | None = None,
     ) -> ChainStore:
-        """The store of a chain as the cache holds it now (a writable one tidies first)."""
+        """The store of a chain as the cache holds it now (a writable one tidies first).
+
+        ``file_names`` (timestamp -> snapshot file name) is needed where names are
+        not the UTC form of their time (archived runs), e.g. from the records.
+        """
         if writer is not None:
             cache.remove_temporary(run, subsystem)
         chain = cls(run, subsystem, sorted(times), cache, writer, set(bad))
+        chain.names.update(file_names or {})
         chain.cached = cache.listing(run, subsystem)
         return chain
 
@@ -170,7 +176,7 @@ class ChainStore:
     def _regenerate(self, position: int, previous: CachedSnapshot | None) -> CachedSnapshot:
         writer = self._writer()
         ts = self.times[position]
-        path = writer.data.subsystem_dir(self.run, self.subsystem) / self.name_of(ts)
+        path = writer.data.snapshot_path(self.run, self.subsystem, self.name_of(ts))
         log.warning("Run%d/%s: cache of %s missing: regenerating it from the snapshot",
                     self.run, self.subsystem, path.name)  # fmt: skip
         try:

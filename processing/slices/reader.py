@@ -143,6 +143,16 @@ class SliceReader:
 
         return read(self.db, work)
 
+    def _chain(self, run: int, subsystem: str, times: list[float]) -> ChainStore:
+        """A read-only chain store, knowing each snapshot's file name (archived names are
+        not the UTC form of their time, so the records say them)."""
+
+        def work(ow) -> dict[float, str]:
+            sub = ow.runs[run].subsystems[subsystem]
+            return {t: record.filename.rpartition("/")[2] for t, record in sub.snapshots.items()}
+
+        return ChainStore.open(run, subsystem, times, self.cache, file_names=read(self.db, work))
+
     def _load(self, run: int, subsystem: str, files: dict[float, str], ts: float):
         try:
             return self.cache.load(run, subsystem, files[ts], ts)
@@ -249,7 +259,7 @@ class SliceReader:
         first = self._load(run, subsystem, files, base)
         if first.layout.hash == last.layout.hash:
             return reset_paths(last.layout, last.off, first.off)
-        chain = ChainStore.open(run, subsystem, times, self.cache)
+        chain = self._chain(run, subsystem, times)
         aligned = align(last.layout, first, chain.earlier(bisect.bisect_left(times, base)))
         return reset_paths(last.layout, last.off, aligned.off)
 
@@ -295,7 +305,7 @@ class SliceReader:
                 )
             return result
         # Histograms the base lacks: the chain's one walk over earlier states (read-only).
-        chain = ChainStore.open(run, subsystem, times, self.cache)
+        chain = self._chain(run, subsystem, times)
         aligned = align(layout, base, chain.earlier(bisect.bisect_left(times, base_ts)))
         content = end.eff - aligned.eff
         result = {}
