@@ -211,10 +211,29 @@ def failing_chains(recorded: dict) -> list[dict[str, Any]]:
     return rows
 
 
+#: The bad snapshot files the status page lists: of the newest runs, at most this many.
+BAD_SNAPSHOT_RUNS = 20
+BAD_SNAPSHOT_ROWS = 50
+
+
+def bad_snapshots(root) -> list[dict[str, Any]]:
+    """Files processing could not read (names or contents), newest runs first, with why."""
+    rows: list[dict[str, Any]] = []
+    for number in list(root.runs.keys())[-BAD_SNAPSHOT_RUNS:][::-1]:
+        for subsystem, sub in root.runs[number].subsystems.items():
+            for name, reason in sub.bad_snapshots.items():
+                rows.append({"run": number, "subsystem": subsystem, "file": name,
+                             "reason": str(reason)})  # fmt: skip
+                if len(rows) >= BAD_SNAPSHOT_ROWS:
+                    return rows
+    return rows
+
+
 def _database_view() -> tuple[bool, dict[str, Any], str]:
     """(reachable, processing status, error text) from the database."""
     try:
-        proc = overwatch().processing
+        root = overwatch()
+        proc = root.processing
         processing = {
             "last_pass_started": proc.last_pass_started,
             "last_pass_finished": proc.last_pass_finished,
@@ -226,6 +245,7 @@ def _database_view() -> tuple[bool, dict[str, Any], str]:
                 {"name": str(name), "reason": str(reason)}
                 for name, reason in sorted(proc.bad_run_dirs.items())
             ],
+            "bad_snapshots": bad_snapshots(root),
         }
         return True, processing, ""
     except Exception as error:  # the page must render even when the database is gone

@@ -140,3 +140,21 @@ def test_process_once_goes_on_past_a_failing_chain(site) -> None:
     assert report.processed == 4  # Run5/TPC and the three of Run6/HLT
     assert [f.split(":")[0] for f in report.failed] == ["Run7/EMC"]  # tried once: backoff
     assert len(_snapshots(db, 6, "HLT")) == 3
+
+
+def test_bad_snapshot_files_are_listed_with_their_reasons(site) -> None:
+    """A file processing cannot read - its name or its bytes - is on the status page, with why."""
+    pipeline, _db, client, data_dir = site
+    folder = data_dir / f"Run{GOOD[0]}" / GOOD[1]
+    (folder / "summary.root").write_bytes(b"not even ROOT")
+    (folder / "TPChists.2026_02_30_10_00_00.root").write_bytes(b"")
+    report = pipeline.run_pass()
+    assert report.bad == 2
+    rows = client.get("/api/status").get_json()["processing"]["bad_snapshots"]
+    reasons = {row["file"]: row["reason"] for row in rows if row["run"] == GOOD[0]}
+    assert set(reasons) == {"summary.root", "TPChists.2026_02_30_10_00_00.root"}
+    assert "not a snapshot file name" in reasons["summary.root"]
+    assert "not a valid date" in reasons["TPChists.2026_02_30_10_00_00.root"]
+    page = client.get("/status").get_data(as_text=True)
+    assert "Bad snapshot files" in page
+    assert f'data-bad-snapshot="Run{GOOD[0]}/{GOOD[1]}/summary.root"' in page
