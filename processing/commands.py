@@ -1,4 +1,4 @@
-"""``overwatch process``, ``overwatch slice`` and ``overwatch db rebuild``."""
+"""``overwatch process``, ``overwatch slice``, ``overwatch db rebuild`` and ``db prune``."""
 
 from __future__ import annotations
 
@@ -182,6 +182,53 @@ def _rebuild(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _prune(args: argparse.Namespace) -> int:
+    from processing.analysis.live import load_engine
+    from processing.prune import (
+        PruneError,
+        active_seconds,
+        apply,
+        parse_runs,
+        plan,
+        processing_active,
+    )
+
+    settings = _settings(args)
+    if settings is None:
+        return 2
+    try:  # every argument and the checks first: refuse before opening anything
+        runs = parse_runs(args.runs) if args.runs is not None else None
+        checks = load_engine(settings.processing.checks_file) if args.apply else None
+        db = _open(args, settings)
+    except Exception as error:  # a bad run number or checks file, an unreachable database
+        return _error("db prune", error)
+    try:
+        age = processing_active(db, settings.processing) if args.apply and not args.force else None
+        if age is not None:
+            wait = active_seconds(settings.processing) - age
+            return _error(
+                "db prune",
+                RuntimeError(
+                    f"processing recorded a pass {age:.0f} s ago: stop `overwatch process` "
+                    f"first (if it is stopped, wait {wait:.0f} s or pass --force)"
+                ),
+            )
+        data_dir = args.data_dir or settings.data.data_dir
+        report = plan(data_dir, db, settings.processing, runs=runs)
+        if args.apply:
+            apply(data_dir, db, report, settings.processing, checks=checks)
+    except (PruneError, FileNotFoundError) as error:
+        return _error("db prune", error)
+    except OSError as error:  # a full disk, a permission: what went is only repeated content
+        print(f"overwatch db prune: {error}; run it again to finish", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+    for line in report.lines():
+        print(line, flush=True)
+    return 0
+
+
 def _storage_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="data directory (default: data.data_dir)")
     parser.add_argument("--db", help="storage URI, file://, zeo:// (default: database.uri)")
@@ -250,3 +297,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--reread", action="store_true", help="delete the array cache and read every file again"
     )
     rebuild.set_defaults(handler=_rebuild)
+
+    prune = actions.add_parser(
+        "prune",
+        help="remove snapshots identical in content to their predecessor, after a run ended "
+        "(a dry run unless --apply)",
+        description="Stop `overwatch process` first. For every run that ended (no snapshot "
+        "within processing.ongoing_minutes), finds the snapshots whose cached content equals "
+        "the previous one's (senders publishing after the end of run, a receiver restart) and, "
+        "with --apply, removes their files, cache, records and trend points, keeping the "
+        "first of each stretch: whole-run content, slices between kept snapshots and their "
+        "trend values stay the same. Without --apply nothing changes.",
+    )
+    _storage_arguments(prune)
+    prune.add_argument("--runs", metavar="N,M", help="only these runs (refused if one is ongoing)")
+    prune.add_argument("--apply", action="store_true", help="remove them (default: dry run)")
+    prune.add_argument(
+        "--force",
+        action="store_true",
+        help="apply even though processing recorded a pass in the last minutes",
+    )
+    prune.set_defaults(handler=_prune)

@@ -40,8 +40,9 @@ One writer per directory (the processing service); any number of read-only
 stores (web workers, other processes) may read at the same time, and see new
 rows on their next call. Files are only ever appended to, rewritten in place
 row by row (a replaced point), or replaced whole by rename (rows dropped at a
-repair, a rewind, or a replaced point whose layout changed): never truncated,
-so a reader's memory map stays valid. A store object is not thread-safe; use
+repair, a rewind, the points of snapshots ``db prune`` removed, or a replaced
+point whose layout changed): never truncated, so a reader's memory map stays
+valid. A store object is not thread-safe; use
 one per thread.
 """
 
@@ -51,7 +52,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -294,6 +295,49 @@ class TrendStore:
             log.info("%s: rewound to %.3f: %d row(s) deleted", self.directory, timestamp, dropped)
         return dropped
 
+    def drop(self, timestamps: Iterable[float]) -> int:
+        """Delete the rows at exactly these times, keeping every other row as it is.
+
+        For ``overwatch db prune``: the points of removed snapshots go, those of
+        the snapshots kept stay bit for bit (they are not recomputed). A chunk
+        that loses rows is replaced whole by rename, as in :meth:`rewind`.
+        Returns how many rows were deleted (0 for times that have no row).
+        """
+        if self.readonly:
+            raise TrendStoreError(f"trend store {self.directory} is read-only")
+        wanted = np.unique(np.fromiter(timestamps, dtype=np.float64))
+        self._refresh()
+        dropped = 0
+        for chunk in list(self._chunks):
+            if not chunk.rows or not wanted.size:
+                continue
+            hit = np.isin(self._map(chunk)[:, 0], wanted)
+            count = int(hit.sum())
+            if not count:
+                continue
+            dropped += count
+            if count == chunk.rows:
+                self._drop_rows(chunk, 0)
+            else:
+                self._keep_rows(chunk, np.flatnonzero(~hit))
+        self._remove_empty_layouts()
+        if dropped:
+            log.info("%s: %d trend row(s) deleted", self.directory, dropped)
+        return dropped
+
+    def _keep_rows(self, chunk: Chunk, rows: np.ndarray) -> None:
+        """Replace a chunk by the given rows of it (ascending), atomically."""
+        width = chunk.layout.width
+        per_block = max(1, COPY_BLOCK // (width * ITEM))
+
+        def blocks() -> Iterator[bytes]:
+            mapped = self._map(chunk)
+            for begin in range(0, len(rows), per_block):
+                yield mapped[rows[begin : begin + per_block]].tobytes()
+
+        atomic_write(chunk.path, blocks(), fsync=self.fsync)
+        chunk.rows = len(rows)
+
     def _choose_layout(self, values: Mapping[TrendKey, float]) -> Layout | None:
         """The current layout if it can hold this row, None when a new one is needed."""
         current = self._layouts[-1] if self._layouts else None
@@ -427,15 +471,16 @@ class TrendStore:
 
     # -- state -----------------------------------------------------------------------
     def _refresh(self) -> None:
-        """Catch up with the directory: new files rescanned, the last chunk's size re-read."""
+        """Catch up with the directory: new files rescanned, the chunk sizes re-read."""
         try:
             names = frozenset(os.listdir(self.directory))
         except FileNotFoundError:
             names = frozenset()
         if names != self._listing:
             self._scan(names)
-        elif self._chunks:
-            self._stat(self._chunks[-1], last=True)
+        else:  # every chunk: a prune may have replaced an earlier one by a shorter copy
+            for position, chunk in enumerate(self._chunks):
+                self._stat(chunk, last=position == len(self._chunks) - 1)
 
     def _scan(self, names: frozenset[str]) -> None:
         known = {layout.id: layout for layout in self._layouts}

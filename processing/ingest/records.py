@@ -22,6 +22,10 @@ exactly when the snapshot that raised it is recorded, and its notification is
 sent only once that transaction commits. Check states change only on a quality
 transition, so a steady detector adds nothing but the Subsystem to the write.
 Trend points are not in ZODB at all (``processing.analysis.trending``).
+
+``overwatch db prune`` forgets snapshots that repeat their predecessor in one
+transaction per chain (:func:`remove_snapshots`), moving whatever referred to
+them to the kept snapshot of the same content.
 """
 
 from __future__ import annotations
@@ -308,3 +312,111 @@ def clear_runs(db: ZODB.DB) -> None:
         status.last_pass_started = status.last_pass_finished = time.time()
 
     transact(db, work, note="db rebuild: clear runs")
+
+
+@dataclass(frozen=True)
+class StoredSnapshot:
+    """Where a processed snapshot's files are (plain data, paths relative to the data dir)."""
+
+    timestamp: float
+    filename: str
+    cache_file: str
+    size: int
+
+
+def run_numbers(db: ZODB.DB) -> list[int]:
+    """Every run the database knows, ascending."""
+    return read(db, lambda ow: list(ow.runs.keys()))
+
+
+def stored_snapshots(db: ZODB.DB, run: int, subsystem: str) -> list[StoredSnapshot]:
+    """The processed snapshots of a run's subsystem, ascending (empty if unknown)."""
+
+    def work(ow) -> list[StoredSnapshot]:
+        run_object = ow.runs.get(run)
+        sub = run_object.subsystems.get(subsystem) if run_object is not None else None
+        if sub is None:
+            return []
+        return [
+            StoredSnapshot(ts, r.filename, r.cache_file, int(getattr(r, "size", 0) or 0))
+            for ts, r in sub.snapshots.items()
+        ]
+
+    return read(db, work)
+
+
+def remove_snapshots(
+    db: ZODB.DB,
+    run: int,
+    subsystem: str,
+    heads: dict[float, float],
+    latest: LatestResults | None = None,
+) -> int:
+    """Forget snapshots whose content equals a kept one (``db prune``); returns how many.
+
+    ``heads`` maps each removed timestamp to the kept snapshot of identical
+    content it duplicates (the first of its stretch, always earlier). In one
+    transaction: the records and the latest slices ending at them go; a slice
+    starting at one starts at its head instead (same content); the
+    subsystem's end, a histogram's ``last_seen`` and on-demand slice
+    descriptions of this chain move to the head (a description whose interval
+    becomes empty is dropped); errors noted at removed snapshots go. With
+    ``latest`` (the results of the newest remaining slice) the subsystem's
+    results are replaced when they described a removed snapshot. Alarms keep
+    what shifters were told. Idempotent: removed timestamps no longer there
+    change nothing.
+    """
+
+    def work(root) -> int:
+        ow = overwatch_root(root)
+        run_object = ow.runs.get(run)
+        sub = run_object.subsystems.get(subsystem) if run_object is not None else None
+        if sub is None:
+            return 0
+        gone = [ts for ts in heads if ts in sub.snapshots]
+        for ts in gone:
+            del sub.snapshots[ts]
+        for ts in heads:
+            if ts in sub.slices:
+                del sub.slices[ts]
+        for end, time_slice in list(sub.slices.items()):
+            if time_slice.start in heads:
+                _set_slice(sub, run, subsystem, heads[time_slice.start], end,
+                           time_slice.n_histograms)  # fmt: skip
+        if len(sub.snapshots):
+            if sub.end != sub.snapshots.maxKey():
+                sub.end = sub.snapshots.maxKey()
+            if sub.start != sub.snapshots.minKey():
+                sub.start = sub.snapshots.minKey()
+        for info in sub.histograms.values():
+            if info.last_seen in heads:
+                info.last_seen = heads[info.last_seen]
+            if info.first_seen in heads:  # never: a removed snapshot repeats an earlier one
+                info.first_seen = heads[info.first_seen]
+        if any(error.timestamp in heads for error in sub.errors):
+            sub.errors[:] = [e for e in sub.errors if e.timestamp not in heads]
+        if latest is not None and sub.evaluated_at in heads:
+            _set_results(sub, latest)
+        _move_slice_requests(ow, run, subsystem, heads)
+        return len(gone)
+
+    return transact(db, work, note=f"db prune Run{run}/{subsystem}: {len(heads)} snapshot(s)")
+
+
+def _move_slice_requests(ow, run: int, subsystem: str, heads: dict[float, float]) -> None:
+    """On-demand slices bounded by a removed snapshot: bounded by its head (same content)."""
+    requests = getattr(ow, "slice_requests", None)
+    if requests is None:
+        return
+    for slice_id, request in list(requests.items()):
+        if request.run != run or request.subsystem != subsystem:
+            continue
+        start = heads.get(request.start, request.start) if request.start is not None else None
+        end = heads.get(request.end, request.end)
+        if start is not None and start >= end:
+            del requests[slice_id]  # an interval of repeated content only: empty now
+            continue
+        if start != request.start:
+            request.start = start
+        if end != request.end:
+            request.end = end
