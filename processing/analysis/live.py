@@ -100,7 +100,7 @@ def slice_histograms(
     Histograms whose binning changed (``incompatible``) have no slice and are
     left out, as in :class:`processing.slices.reader.SliceReader`.
     """
-    content = eff - before  # a fresh array: plugins never see the cache's own buffers
+    content = layout.subtract(eff, before)  # fresh: plugins never see the cache's own buffers
     return {
         entry.path: entry.unpack(layout.block(content, i))
         for i, entry in enumerate(layout.entries)

@@ -295,19 +295,20 @@ class SliceReader:
         base = self._load(run, subsystem, files, base_ts)
         if base.layout.hash == layout.hash:  # the common case: one vectorised subtraction
             if paths is None:
-                content = end.eff - base.eff
+                content = layout.subtract(end.eff, base.eff)
                 return {p: layout.histogram(content, p) for p in wanted}
             result = {}
             for p in wanted:
                 i = layout.index[p]
-                result[p] = self._unpack(
-                    end, p, layout.block(end.eff, i) - layout.block(base.eff, i)
+                block = layout.entries[i].subtract(
+                    layout.block(end.eff, i), layout.block(base.eff, i)
                 )
+                result[p] = self._unpack(end, p, block)
             return result
         # Histograms the base lacks: the chain's one walk over earlier states (read-only).
         chain = self._chain(run, subsystem, times)
         aligned = align(layout, base, chain.earlier(bisect.bisect_left(times, base_ts)))
-        content = end.eff - aligned.eff
+        content = layout.subtract(end.eff, aligned.eff)
         result = {}
         for p in wanted:
             if p in aligned.incompatible:
