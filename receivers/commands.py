@@ -1,4 +1,13 @@
-"""``overwatch simulate`` and ``overwatch receive``."""
+"""``overwatch simulate``, ``overwatch receive`` and ``overwatch import``.
+
+``overwatch import FILE.root --run N --subsystem S [--time T] [--mode B]`` makes
+any ROOT file a snapshot of a run, through the receivers' one intake
+(:class:`receivers.intake.Intake`: validation, unique ordered name, atomic
+write, notice to processing), exactly as if a sender had sent it. ``--time``
+is unix seconds or ISO 8601 with a zone (default: the file's modification
+time). Exit 0 when stored, 2 for a wrong file or option (nothing stored),
+1 when the snapshot could not be written (e.g. disk full).
+"""
 
 from __future__ import annotations
 
@@ -149,8 +158,63 @@ def _receive(args: argparse.Namespace) -> int:
     return 1 if result.lost else 0
 
 
+#: Seconds ``import`` lets its notice to processing leave before the process exits.
+_IMPORT_NOTICE_LINGER = 1.0
+
+
+def _import(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from receivers.intake import Check, FieldError, Intake, Status, parse_instant, snapshot_header
+
+    def fail(message: str, code: int = 2) -> int:
+        print(f"overwatch import: {message}", file=sys.stderr)
+        return code
+
+    settings = _settings(args)
+    if settings is None:
+        return 2
+    path = Path(args.file)
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
+        return fail(f"{path} {what}; give the ROOT file to import")
+    try:
+        stamp = path.stat().st_mtime if args.time is None else parse_instant(args.time)
+        header = snapshot_header(
+            args.run, args.subsystem, mode=args.mode, timestamp=stamp, allow_no_run=False
+        )
+    except FieldError as error:
+        option = "--time" if error.field == "timestamp" else f"--{error.field}"
+        return fail(f"{option}: {error.message}")
+    try:
+        payload = path.read_bytes()
+    except OSError as error:
+        return fail(f"cannot read {path}: {error.strerror or error}")
+    data_dir = args.data_dir or settings.data.data_dir
+    intake = Intake(
+        settings.receiver, data_dir, header.subsystem, source=f"overwatch import {path}",
+        hold=False, notify_address=args.notify,
+    )  # fmt: skip
+    try:
+        outcome = intake.accept(header, payload, received=time.time())
+    finally:
+        intake.close(linger=_IMPORT_NOTICE_LINGER)
+    if outcome.status == Status.STORED:
+        print(f"stored {path} as {Path(data_dir) / outcome.path}", flush=True)
+        return 0
+    if outcome.status == Status.EMPTY:
+        return fail(f"{path} is empty, not a ROOT file")
+    if outcome.status == Status.QUARANTINED:
+        reason = (outcome.reason or "").removeprefix("bad payload: ")
+        if outcome.check == Check.PAYLOAD:
+            return fail(f"{path} is not a ROOT file listing objects: {reason}; nothing stored")
+        return fail(f"{path}: {reason}; nothing stored")
+    return fail(f"cannot store {path}: {outcome.reason}; nothing stored", 1)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``simulate`` and ``receive`` to the ``overwatch`` command."""
+    """Add ``simulate``, ``receive`` and ``import`` to the ``overwatch`` command."""
     sim = subparsers.add_parser(
         "simulate",
         help="serve simulated detector snapshots over ZMQ (REP or PUB)",
@@ -217,3 +281,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--notify", help="address for new-snapshot notices (receiver.notify_address; '' disables)"
     )
     rec.set_defaults(handler=_receive)
+
+    imp = subparsers.add_parser(
+        "import",
+        help="store any ROOT file as a snapshot of a run",
+        description="Write FILE as <data-dir>/Run<N>/<SYS>/<SYS>hists.<UTC time>.root through "
+        "the receivers' intake (validated, uniquely named, written atomically, announced to "
+        "processing). Exits 2 for a wrong file or option, 1 if it cannot be written.",
+    )
+    imp.add_argument("file", metavar="FILE.root", help="the ROOT file")
+    imp.add_argument("--run", required=True, help="run number (1 to 2**31-1)")
+    imp.add_argument("--subsystem", required=True, help="subsystem, e.g. EMC")
+    imp.add_argument(
+        "--time",
+        help="when its content was taken: unix seconds or ISO 8601 with a zone, e.g. "
+        "2026-01-01T10:00:00Z (default: the file's modification time)",
+    )
+    imp.add_argument("--mode", default="B", help="data-taking mode (default B)")
+    imp.add_argument("--data-dir", help="data directory (data.data_dir)")
+    imp.add_argument(
+        "--notify",
+        help="address for the new-snapshot notice (receiver.notify_address; '' disables)",
+    )
+    imp.set_defaults(handler=_import)

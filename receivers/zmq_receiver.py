@@ -13,14 +13,16 @@ Patterns (framing in :mod:`receivers.wire`):
   same back-off.
 
 Each message goes through :meth:`Receiver.handle_message`: wrong framing, bad
-header (a run beyond 2**31 - 1 included), another subsystem, an oversized
-payload, a header timestamp more than ``max_clock_skew`` seconds ahead of this
-receiver's clock, or bytes that are not a complete ROOT file listing objects
-are quarantined (one log line, a bounded copy and a reason kept,
-:mod:`receivers.quarantine`, counted); run 0, an empty payload, a sender's
-refusal and a payload identical to the previous one *of the same run* store
-nothing (counted); anything else is written verbatim by the
-:class:`~receivers.spool.Spool` and announced to processing.
+header (a run beyond 2**31 - 1 included), another subsystem or an oversized
+payload are quarantined here (one log line, a bounded copy and a reason kept,
+:mod:`receivers.quarantine`, counted); a sender's refusal and another topic
+store nothing (counted). The rest is the rules every transport shares, in
+:class:`receivers.intake.Intake`: run 0, an empty payload and a payload
+identical to the previous one *of the same run* store nothing; a header
+timestamp more than ``max_clock_skew`` seconds ahead of this receiver's clock,
+or bytes that are not a complete ROOT file listing objects, are quarantined;
+anything else is written verbatim by the :class:`~receivers.spool.Spool` and
+announced to processing.
 
 Why only the future is refused: names never go backwards within a run
 (:mod:`receivers.spool`), so one snapshot dated years ahead would date every
@@ -40,60 +42,28 @@ and whatever is left is logged as lost, snapshot by snapshot
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import zmq
 
 from overwatch import names
 from overwatch.config import ReceiverSettings
-from overwatch.lru import LRU
-from overwatch.rootio import RootFileError, validate_root_bytes
-from overwatch.timestamps import from_unix
 from receivers import wire
-from receivers.heartbeat import Heartbeat
-from receivers.notify import Notifier
-from receivers.quarantine import Quarantine
-from receivers.spool import DrainResult, FileSystem, Item, Spool
+from receivers.intake import Check, Intake, Outcome, Status
+from receivers.spool import DrainResult, FileSystem
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Outcome", "Receiver", "Status", "describe_lost"]
 
 #: Headroom allowed by ZMQ_MAXMSGSIZE above max_message_bytes, so that a message a
 #: little too big still arrives and is quarantined with a reason rather than
 #: silently dropping the connection; anything beyond is cut off by ZeroMQ itself.
 _ZMQ_SIZE_FACTOR = 2
-#: (run, subsystem) keys whose last payload digest is remembered for the duplicate check;
-#: a sender interleaves at most a couple of runs.
-_DUPLICATE_KEYS = 16
-
-
-class Status(StrEnum):
-    STORED = "stored"
-    PENDING = "pending"  # accepted, waiting in memory for the disk
-    DUPLICATE = "duplicate"
-    EMPTY = "empty"
-    RUN_ZERO = "run_zero"
-    REFUSED = "refused"
-    QUARANTINED = "quarantined"
-    DROPPED = "dropped"
-    IGNORED = "ignored"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one message; ``path`` is relative to the data directory."""
-
-    status: Status
-    path: str | None = None
-    reason: str | None = None
-    header: wire.Header | None = None
 
 
 class Receiver:
@@ -122,40 +92,24 @@ class Receiver:
         self.interval = settings.interval if interval is None else interval
         self._random = random.Random()  # own stream: receivers of one host spread apart
         self.data_dir = Path(data_dir)
-        self.spool = Spool(
-            data_dir,
-            fsync=settings.fsync,
-            pending_limit_bytes=settings.pending_limit_bytes,
-            retry_interval=retry_interval,
-            fs=fs,
-        )
-        self.heartbeat = Heartbeat(
-            data_dir,
-            subsystem,
-            interval=settings.heartbeat_interval,
-            info={"connect": connect, "pattern": pattern},
-            fs=fs,
-        )
-        self.heartbeat.pending["limit"] = settings.pending_limit_bytes
-        self.quarantine = Quarantine(
+        self._context = context or zmq.Context.instance()
+        # A REQ receiver keeps what it fetched even beyond the memory bound: it asked for it.
+        self.intake = Intake(
+            settings,
             data_dir,
             self.subsystem,
-            max_bytes=settings.quarantine_max_bytes,
-            max_files=settings.quarantine_max_files,
-            payload_bytes=settings.quarantine_payload_bytes,
-            index_bytes=settings.quarantine_index_bytes,
-            fsync=settings.fsync,
-            retry_interval=retry_interval,
+            source=connect,
+            keep=pattern == "req",
+            notify_address=notify_address,
             fs=fs,
+            retry_interval=retry_interval,
+            context=self._context,
+            heartbeat_info={"connect": connect, "pattern": pattern},
         )
-        self._context = context or zmq.Context.instance()
-        address = settings.notify_address if notify_address is None else notify_address
-        self.notifier = Notifier(address, context=self._context)
-        # Digest of the last payload stored per (run, subsystem): a new run's first snapshot
-        # may be byte for byte its predecessor's last one and must still be stored.
-        self._previous: LRU[tuple[int, str], bytes] = LRU(_DUPLICATE_KEYS)
-        self._restamped_run: int | None = None
-        self._last_size = 0
+        self.spool = self.intake.spool
+        self.heartbeat = self.intake.heartbeat
+        self.quarantine = self.intake.quarantine
+        self.notifier = self.intake.notifier
         self._socket: zmq.Socket | None = None
         self._refusal: str | None = None
 
@@ -165,119 +119,47 @@ class Receiver:
 
     # -- one message ---------------------------------------------------------------
     def handle_message(self, frames: list[bytes]) -> Outcome:
-        """Check, store and announce one received message."""
+        """Check, store and announce one received message.
+
+        The framing, the topic, a sender's refusal and the header are this
+        transport's; the rest is the :class:`~receivers.intake.Intake`'s. The size
+        is checked before the header, so an oversized message is always said as such.
+        """
         received = time.time()
         frames = [bytes(frame) for frame in frames]
-        self.heartbeat.count("received")
-        self.heartbeat.update(last_contact=received)
+        sizes = [len(frame) for frame in frames]
+        self.intake.arrived(received)
         try:
             topic, head, payload = wire.split_message(frames, self.pattern)
         except wire.WireError as error:
-            return self._quarantine(
-                frames[-1] if frames else b"", str(error), None, frames, received
-            )
+            return self.intake.reject(
+                frames[-1] if frames else b"", str(error), Check.FRAMING,
+                frames=sizes, received=received,
+            )  # fmt: skip
         if topic is not None and topic != self.subsystem.encode():
             self.heartbeat.count("ignored")
             return Outcome(Status.IGNORED, reason=f"topic {topic[:40]!r}")
-        if len(payload) > self.settings.max_message_bytes:
-            reason = (
-                f"oversized message: {len(payload)} bytes, limit {self.settings.max_message_bytes}"
+        oversized = self.intake.too_big(len(payload))
+        if oversized is not None:
+            return self.intake.reject(
+                payload, oversized, Check.SIZE, head=head, frames=sizes, received=received
             )
-            return self._quarantine(payload, reason, head, frames, received)
         try:
             header = wire.parse_header(head)
         except wire.WireError as error:
-            return self._quarantine(payload, f"bad header: {error}", head, frames, received)
+            return self.intake.reject(
+                payload, f"bad header: {error}", Check.HEADER, head=head, frames=sizes,
+                received=received,
+            )  # fmt: skip
         if isinstance(header, wire.Refusal):
             return self._refused(header)
         if header.subsystem != self.subsystem:
             reason = f"header names subsystem {header.subsystem!r}, this receiver takes {self.subsystem!r}"
-            return self._quarantine(payload, reason, head, frames, received)
+            return self.intake.reject(
+                payload, reason, Check.SUBSYSTEM, head=head, frames=sizes, received=received
+            )
         self._refusal = None
-        if header.run == wire.NO_RUN:
-            self.heartbeat.count("run_zero")
-            return Outcome(Status.RUN_ZERO, header=header)
-        if not payload:
-            self.heartbeat.count("empty")
-            return Outcome(Status.EMPTY, header=header)
-        ahead = self._ahead(header, received)
-        if ahead is not None and not self.settings.restamp_future:
-            return self._quarantine(payload, ahead, head, frames, received)
-        if ahead is not None:
-            self._say_restamped(header, ahead)
-            header = dataclasses.replace(header, timestamp=received)
-        digest = hashlib.blake2b(payload, digest_size=32).digest()
-        if self._previous.get((header.run, header.subsystem)) == digest:
-            self.heartbeat.count("duplicates")
-            return Outcome(Status.DUPLICATE, header=header)
-        try:
-            validate_root_bytes(payload)
-        except RootFileError as error:
-            return self._quarantine(payload, f"bad payload: {error}", head, frames, received)
-        return self._store(header, payload, received, digest)
-
-    def _ahead(self, header: wire.Header, received: float) -> str | None:
-        """Why the header's timestamp is too far ahead of this receiver's clock, or None."""
-        skew = self.settings.max_clock_skew
-        if header.timestamp is None or header.timestamp <= received + skew:
-            return None
-        return (
-            f"future timestamp: {from_unix(header.timestamp).isoformat()} is "
-            f"{header.timestamp - received:.0f} s ahead of this receiver's clock "
-            f"(receiver.max_clock_skew {skew:g} s): it would date every later snapshot "
-            f"of run {header.run} after it"
-        )
-
-    def _say_restamped(self, header: wire.Header, ahead: str) -> None:
-        if header.run != self._restamped_run:  # once per run, not once a second
-            log.warning(
-                "run %d: %s; stored under the receipt time instead (receiver.restamp_future), "
-                "as is every later snapshot of this run that far ahead",
-                header.run, ahead,
-            )  # fmt: skip
-            self._restamped_run = header.run
-
-    def _store(
-        self, header: wire.Header, payload: bytes, received: float, digest: bytes
-    ) -> Outcome:
-        instant = header.timestamp if header.timestamp is not None else received
-        relpath = self.spool.unique_relpath(header.run, self.subsystem, instant)
-        result = self.spool.store(Item(relpath, payload, header), keep=self.pattern == "req")
-        self._after_flush(result.flushed)
-        if result.status == "dropped":
-            self.heartbeat.count("dropped")
-            log.error(
-                "dropped snapshot run %d seq %d (%d bytes): cannot write it (%s) and the memory "
-                "buffer is full (%d bytes waiting, limit %d)",
-                header.run, header.seq, len(payload), self.spool.last_error,
-                self.spool.pending_bytes, self.spool.pending_limit_bytes,
-            )  # fmt: skip
-            return Outcome(Status.DROPPED, relpath, "memory buffer full", header)
-        self._previous.put((header.run, header.subsystem), digest)
-        self._last_size = len(payload)
-        self.heartbeat.update(
-            last_snapshot=received,
-            last_snapshot_path=relpath,
-            last_run=header.run,
-            last_seq=header.seq,
-        )
-        if result.status == "pending":
-            return Outcome(Status.PENDING, relpath, self.spool.last_error, header)
-        return Outcome(Status.STORED, relpath, header=header)
-
-    def _after_flush(self, written: list[Item]) -> None:
-        """Count and announce snapshots that reached the disk; refresh the disk state."""
-        for item in written:
-            self.heartbeat.count("stored")
-            log.debug("stored %s (%d bytes)", item.relpath, len(item.data))
-            if self.notifier.notify(item.meta.run, self.subsystem, item.relpath):
-                self.heartbeat.count("notices")
-        self.heartbeat.pending.update(count=len(self.spool.pending), bytes=self.spool.pending_bytes)
-        self.heartbeat.update(last_error=self.spool.last_error)
-        if self.spool.disk_full:
-            self.heartbeat.set_state("disk full")
-        elif self.heartbeat.fields["state"] == "disk full":
-            self.heartbeat.set_state("receiving")
+        return self.intake.accept(header, payload, received=received, head=head, frames=sizes)
 
     def _refused(self, refusal: wire.Refusal) -> Outcome:
         self.heartbeat.count("refused")
@@ -285,20 +167,6 @@ class Receiver:
             log.error("sender %s refused: %s", self.connect, refusal.reason)
             self._refusal = refusal.reason
         return Outcome(Status.REFUSED, reason=refusal.reason)
-
-    def _quarantine(self, payload: bytes, reason: str, head, frames, received: float) -> Outcome:
-        self.heartbeat.count("quarantined")
-        kept = self.quarantine.keep(
-            payload,
-            reason,
-            header=head,
-            frames=[len(f) for f in frames],
-            received=received,
-        )
-        where = f"kept as {kept}" if kept else "could not keep a copy"
-        log.error("rejected a message from %s: %s (%s)", self.connect, reason, where)
-        self.heartbeat.update(last_error=reason)
-        return Outcome(Status.QUARANTINED, str(kept) if kept else None, reason)
 
     # -- the loop -------------------------------------------------------------------
     def _open(self) -> zmq.Socket:
@@ -317,8 +185,7 @@ class Receiver:
             self._socket = None
 
     def _housekeeping(self) -> None:
-        self._after_flush(self.spool.flush())
-        self.quarantine.flush()
+        self.intake.housekeeping()
         self.heartbeat.maybe_write()
 
     def _backoff(self, failures: int) -> float:
@@ -350,7 +217,7 @@ class Receiver:
             result = self._drain()
             self.heartbeat.set_state("stopped")
             self.heartbeat.maybe_write(force=True)
-            self.notifier.close()
+            self.intake.close()
             log.info("receiver %s stopped: %s", self.subsystem, self.counters)
         return result
 
@@ -365,7 +232,7 @@ class Receiver:
             )  # fmt: skip
         error = self.spool.last_error
         result = self.spool.drain(self.settings.stop_wait, self.settings.fallback_dir or None)
-        self._after_flush(result.written)
+        self.intake.announce(result.written)
         self.quarantine.flush(force=True)
         if result.spilled:
             log.error(
@@ -397,7 +264,7 @@ class Receiver:
         while not stop.is_set():
             self._housekeeping()
             now = time.monotonic()
-            if self.spool.pending and not self.spool.has_room(self._last_size):
+            if self.spool.pending and not self.spool.has_room(self.intake.last_size):
                 stop.wait(0.1)  # memory bound reached: poll again once the disk takes data
                 continue
             if now < next_poll:

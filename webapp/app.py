@@ -46,6 +46,7 @@ from webapp import (
     slices,
     status,
     trends,
+    upload,
 )
 from webapp.context import EXTENSION, Resources, close_connection, resources
 from webapp.http import BodyError, OverwatchFlask, compress, json_error, wants_json
@@ -103,6 +104,7 @@ def create_app(
     app.register_blueprint(overview.bp)  # subsystems x runs, pies of qualities
     app.register_blueprint(events.bp)  # live events (server-sent) for every page
     app.register_blueprint(openapi.bp)  # /api/openapi.json, the description of the API
+    app.register_blueprint(upload.bp)  # POST /api/upload: snapshots over HTTP (DQM agents)
     push.init_app(app)
     app.after_request(_finish)
     _register_errors(app)

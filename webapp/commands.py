@@ -5,13 +5,16 @@ serves the web app (gunicorn, 2 workers x 4 threads by default; with a
 ``file://`` database, which one process holds, 1 worker x 8 threads, said in
 the log). A storage another process holds stops it at start with exit code 2.
 
-``overwatch users add|remove|passwd|token|tokens|list NAME [--db URI]`` manages the
-web users. There is no default password: ``add`` and ``passwd`` prompt for
+``overwatch users add|remove|passwd|token|tokens|allow-upload|list NAME [--db URI]``
+manages the web users. There is no default password: ``add`` and ``passwd`` prompt for
 one (twice) or read one line from standard input with ``--password-stdin``.
 ``token`` prints a new API token for ``Authorization: Bearer <token>``; only
 its hash is stored, so it is shown this once. ``tokens NAME`` lists a user's
 tokens by id and issue time (never the token), ``revoke NAME TOKEN_ID`` revokes
 one. Changing a password or removing a user ends the user's sessions.
+``add NAME --upload`` or ``allow-upload NAME`` lets the user's API tokens store
+snapshots (``POST /api/upload``); ``allow-upload NAME --revoke`` takes that back.
+``list`` marks such users with "may upload".
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("token", "print a new API token for a user"),
         ("tokens", "list a user's API tokens (ids and issue times, never the tokens)"),
         ("revoke", "revoke one API token of a user by its id"),
+        ("allow-upload", "let a user's API tokens upload snapshots (POST /api/upload)"),
     ):
         parser = actions.add_parser(name, help=text)
         parser.add_argument("name", metavar="NAME")
@@ -59,9 +63,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             parser.add_argument(
                 "--password-stdin", action="store_true", help="read the password from stdin"
             )
+        if name == "add":
+            parser.add_argument(
+                "--upload",
+                action="store_true",
+                help="allow the user's API tokens to upload snapshots (POST /api/upload)",
+            )
         if name == "token":
             parser.add_argument(
                 "--revoke", action="store_true", help="revoke all of the user's tokens instead"
+            )
+        if name == "allow-upload":
+            parser.add_argument(
+                "--revoke", action="store_true", help="no longer allow the user to upload"
             )
         if name == "revoke":
             parser.add_argument("token_id", metavar="TOKEN_ID", help="as 'tokens NAME' lists it")
@@ -163,8 +177,9 @@ def run_users(args: argparse.Namespace) -> int:
         return 1
     try:
         if action == "add":
-            users.add_user(db, args.name, password)
-            print(f"added user {args.name}", file=sys.stderr)
+            users.add_user(db, args.name, password, can_upload=args.upload)
+            allowed = " (may upload snapshots)" if args.upload else ""
+            print(f"added user {args.name}{allowed}", file=sys.stderr)
         elif action == "passwd":
             users.set_password(db, args.name, password)
             print(f"changed the password of {args.name}", file=sys.stderr)
@@ -182,9 +197,15 @@ def run_users(args: argparse.Namespace) -> int:
         elif action == "revoke":
             users.revoke_token(db, args.name, args.token_id)
             print(f"revoked token {args.token_id} of {args.name}", file=sys.stderr)
+        elif action == "allow-upload":
+            users.allow_upload(db, args.name, not args.revoke)
+            now = "may no longer" if args.revoke else "may now"
+            print(f"{args.name} {now} upload snapshots", file=sys.stderr)
         else:
+            uploaders = users.uploaders(db)
             for name, tokens in users.list_users(db):
-                print(f"{name}\t{tokens} token(s)")
+                mark = "\tmay upload" if name in uploaders else ""
+                print(f"{name}\t{tokens} token(s){mark}")
     except users.UserError as error:
         print(f"overwatch users {action}: {error}", file=sys.stderr)
         return 1

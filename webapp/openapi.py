@@ -30,7 +30,7 @@ from werkzeug.routing import Rule
 import processing
 from overwatch import names
 from overwatch.quality import Quality
-from webapp import alarms, overview, queries, reference, slice_page
+from webapp import alarms, overview, queries, reference, slice_page, upload
 from webapp.http import json_response
 from webapp.paths import MAX_PATH_LENGTH
 
@@ -87,6 +87,15 @@ _OPTIONS = _query(
     explode=True,
 )
 _VIEWED = [_SLICE, _OPTIONS]
+
+_TIMESTAMP = {"type": "string", "description": "unix seconds, or ISO 8601 with a zone"}
+#: The fields of an upload: (name, schema, text); each a header or a multipart form field.
+_UPLOAD_FIELDS = (
+    ("run", {"type": "integer", "minimum": 0, "maximum": names.MAX_RUN}, "0: no run, stored never"),
+    ("subsystem", PATH_PARAMETERS["subsystem"], "required, as a header or a form field"),
+    ("timestamp", _TIMESTAMP, "when the content was taken; default: the receipt time"),
+    ("mode", {"type": "string", "pattern": f"^{names.MODE_PATTERN.pattern}$"}, "default B"),
+)
 
 #: Query parameters by endpoint.
 QUERY_PARAMETERS: dict[str, list[dict[str, Any]]] = {
@@ -156,6 +165,10 @@ QUERY_PARAMETERS: dict[str, list[dict[str, Any]]] = {
         _query("last_event_id", {"type": "integer"}, "resume after this event"),
         {"name": "Last-Event-ID", "in": "header", "schema": {"type": "integer"}},
     ],
+    "upload.upload": [
+        {"name": upload.HEADERS[field], "in": "header", "schema": schema, "description": text}
+        for field, schema, text in _UPLOAD_FIELDS
+    ],
 }
 
 _SLICE_REQUEST = {
@@ -170,8 +183,25 @@ _SLICE_REQUEST = {
     "additionalProperties": False,
 }
 
+_UPLOAD_FORM = {
+    "type": "object",
+    "properties": {
+        upload.FILE_FIELD: {"type": "string", "format": "binary"},
+        **{field: schema for field, schema, _ in _UPLOAD_FIELDS},
+    },
+    "required": [upload.FILE_FIELD],
+}
+
 #: Request bodies by endpoint.
 REQUEST_BODIES: dict[str, dict[str, Any]] = {
+    "upload.upload": {
+        "required": True,
+        "description": "the ROOT file, as the raw body or the file field of a multipart form",
+        "content": {
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {"schema": _UPLOAD_FORM},
+        },
+    },
     "slices.create": {
         "required": False,
         "content": {
@@ -190,17 +220,21 @@ STATUS_TEXT = {
     "304": "not modified (If-None-Match matched the ETag)",
     "400": "a malformed parameter or body; the error names it",
     "401": "authentication required: a session or an API token",
+    "403": "not allowed (uploads take an API token of a user allowed to upload)",
     "404": "an unknown run, subsystem, histogram, slice, alarm, layout or trend",
     "409": "the histograms cannot be overlaid (different binning)",
     "413": "the request body is too large",
+    "415": "a body of a type the route does not take",
     "422": "the layout file is broken; the error says where",
     "503": "the database is unreachable, or too many live streams",
+    "507": "the snapshot could not be written (disk full); nothing was stored, send it again",
 }
 #: Codes beyond those every route has, by endpoint.
 EXTRA_STATUS: dict[str, tuple[str, ...]] = {
     "slices.create": ("201", "413"),
     "reference.overlay": ("409",),
     "layouts.api_layout": ("422",),
+    "upload.upload": ("200", "201", "403", "413", "415", "507"),
 }
 #: Answers that are not JSON.
 MEDIA_TYPES = {"events.stream": "text/event-stream"}

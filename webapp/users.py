@@ -1,4 +1,4 @@
-"""Web users in the database: add, remove, change password, sessions, API tokens.
+"""Web users in the database: add, remove, change password, sessions, API tokens, uploads.
 
 Used by ``overwatch users ...``, by the tests and by sign-out (which ends the
 user's sessions: :func:`end_sessions`). Every write goes through
@@ -42,7 +42,7 @@ def check_password(password: str) -> str:
     return password
 
 
-def add_user(db: ZODB.DB, name: str, password: str) -> None:
+def add_user(db: ZODB.DB, name: str, password: str, *, can_upload: bool = False) -> None:
     check_name(name)
     password_hash = hash_password(check_password(password))
 
@@ -50,7 +50,10 @@ def add_user(db: ZODB.DB, name: str, password: str) -> None:
         users = overwatch_root(root).users
         if name in users:
             raise UserError(f"user {name!r} exists already; use 'overwatch users passwd {name}'")
-        users[name] = User(name, password_hash)
+        user = User(name, password_hash)
+        if can_upload:
+            user.can_upload = True
+        users[name] = user
 
     transact(db, work, note=f"add user {name}")
 
@@ -152,6 +155,27 @@ def revoke_token(db: ZODB.DB, name: str, wanted: str) -> None:
                 user.token_times.pop(digest, None)
 
     transact(db, work, note=f"revoke a token of {name}")
+
+
+def allow_upload(db: ZODB.DB, name: str, allowed: bool = True) -> None:
+    """Let a user's API tokens store snapshots (``POST /api/upload``), or no longer.
+
+    Takes effect at the user's next upload (every upload reads the user).
+    """
+
+    def work(root: dict) -> None:
+        user = overwatch_root(root).users.get(name)
+        if user is None:
+            raise UserError(f"no user {name!r}; add it with 'overwatch users add {name}'")
+        user.can_upload = allowed
+
+    verb = "allow" if allowed else "revoke"
+    transact(db, work, note=f"{verb} uploads of {name}")
+
+
+def uploaders(db: ZODB.DB) -> set[str]:
+    """The names of the users allowed to upload snapshots."""
+    return read(db, lambda root: {u.name for u in root.users.values() if u.can_upload})
 
 
 def list_users(db: ZODB.DB) -> list[tuple[str, int]]:

@@ -228,12 +228,14 @@ class User(Persistent):
     ``session_epoch`` is part of every session cookie's fingerprint: raising it
     (sign-out, password change) ends every session the user has open.
     ``token_times`` maps a token hash to when it was issued (tokens issued
-    before it existed have none).
+    before it existed have none). ``can_upload``: the user's API tokens may
+    store snapshots (``POST /api/upload``); set with ``overwatch users allow-upload``.
     """
 
     # Class-level defaults, so users stored before these fields load unchanged.
     session_epoch = 0
     token_times: PersistentMapping | None = None
+    can_upload = False
 
     def __init__(self, name: str, password_hash: str) -> None:
         self.name = name
