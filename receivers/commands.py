@@ -282,6 +282,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     rec.set_defaults(handler=_receive)
 
+    from receivers import replay_command  # here: that module imports this one
+
+    replay_command.register(subparsers)
+
     imp = subparsers.add_parser(
         "import",
         help="store any ROOT file as a snapshot of a run",

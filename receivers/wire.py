@@ -10,8 +10,11 @@ Framing (every frame is a ZMQ message part of one multipart message):
   by prefix, so ``EMC`` also lets ``EMCAL`` through).
 
 ``header`` is a UTF-8 JSON object ``{"run": int, "subsystem": "EMC", "mode":
-"B", "seq": int, "timestamp": <unix float, optional>}``; further keys are
-ignored so senders can add information. ``run`` is :data:`NO_RUN` (0, "no run
+"B", "seq": int, "timestamp": <unix float, optional>, "pending": <int,
+optional>}``; further keys are ignored so senders can add information.
+``pending`` (a REP sender's hint, e.g. the replay's) counts the snapshots of
+that subsystem it holds ready after this one: a REQ receiver asks again at
+once instead of waiting its interval. ``run`` is :data:`NO_RUN` (0, "no run
 going on": stored never) or a run number of :mod:`overwatch.names` (1 to
 2**31 - 1); anything else is a bad header, refused here so that no part of
 Overwatch ever sees a run it cannot store. ``payload`` is the bytes of a complete
@@ -51,6 +54,7 @@ class Header:
     mode: str = "B"
     seq: int = 0
     timestamp: float | None = None
+    pending: int | None = None  # snapshots the sender holds ready after this one
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -61,6 +65,8 @@ class Header:
         }
         if self.timestamp is not None:
             data["timestamp"] = self.timestamp
+        if self.pending is not None:
+            data["pending"] = self.pending
         return data
 
     def encode(self) -> bytes:
@@ -140,7 +146,10 @@ def parse_header(frame: bytes) -> Header | Refusal:
         if not math.isfinite(timestamp) or not 0 <= timestamp < 32_503_680_000:  # year 3000
             raise WireError(f"header field 'timestamp' is not a plausible unix time: {timestamp}")
         timestamp = float(timestamp)
-    return Header(run=run, subsystem=subsystem, mode=mode, seq=seq, timestamp=timestamp)
+    pending = _integer(data, "pending") if data.get("pending") is not None else None
+    return Header(
+        run=run, subsystem=subsystem, mode=mode, seq=seq, timestamp=timestamp, pending=pending
+    )
 
 
 def encode_refusal(reason: str, subsystem: str | None = None) -> bytes:

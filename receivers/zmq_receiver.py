@@ -295,8 +295,13 @@ class Receiver:
             failures = 0
             if not self.spool.disk_full:
                 self.heartbeat.set_state("receiving")
-            self.handle_message(reply)
-            next_poll = max(sent + self._wait(), time.monotonic())
+            outcome = self.handle_message(reply)
+            # A sender holding more of this subsystem ready ("pending", the replay) is asked
+            # again at once; the memory bound above still holds while the disk is full.
+            if outcome.header is not None and outcome.header.pending:
+                next_poll = time.monotonic()
+            else:
+                next_poll = max(sent + self._wait(), time.monotonic())
 
     def _wait(self) -> float:
         """Seconds from one request to the next: the interval, spread by ``jitter``."""
