@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -177,10 +178,14 @@ def _parse(name: str, zone: str) -> tuple[SnapshotName, DateTime | None]:
 # --------------------------------------------------------------------------- public API
 
 
-def snapshot_filename(subsystem: str, instant: datetime) -> str:
-    """Name of a new snapshot, e.g. ``EMChists.2026_11_22_02_21_53.root`` (time in UTC)."""
+def snapshot_filename(subsystem: str, instant: datetime, timezone: str = "UTC") -> str:
+    """Name of a new snapshot, e.g. ``EMChists.2026_11_22_02_21_53.root`` (time in UTC).
+
+    ``timezone``: the wall time of another zone, for a folder whose names are in
+    it (an archived run folder that declares Europe/Zurich).
+    """
     names.check_subsystem(subsystem)  # before the time: a bad name is the first thing to say
-    return names.snapshot_file(subsystem, _aware(instant).in_tz("UTC").format(_TIME_FORMAT))
+    return names.snapshot_file(subsystem, _aware(instant).in_tz(timezone).format(_TIME_FORMAT))
 
 
 def snapshot_relpath(run: int, subsystem: str, instant: datetime) -> str:
@@ -246,6 +251,39 @@ def parse_sequence(
                 )
         result.append(snapshot)
     return result
+
+
+_INSTANT_HINT = (
+    "expected unix seconds (e.g. 1767225600) or an ISO 8601 time with a zone "
+    "(e.g. 2026-01-01T00:00:00Z)"
+)
+
+
+def parse_instant(text: str) -> float:
+    """Unix seconds from text: a number of seconds, or an ISO 8601 time with a zone.
+
+    A time without a zone is refused: guessing it is how archived data got read
+    two hours off. Raises ``ValueError`` saying what is expected.
+    """
+    text = str(text).strip()
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            instant = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{text[:60]!r}: {_INSTANT_HINT}") from None
+        if instant.tzinfo is None or instant.utcoffset() is None:
+            raise ValueError(
+                f"{text[:60]!r} has no zone: add one (Z for UTC, or e.g. +02:00)"
+            ) from None
+        try:
+            value = instant.timestamp()
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"{text[:60]!r} is out of range") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:60]!r}: {_INSTANT_HINT}")
+    return value
 
 
 def minutes_since(start: datetime, instant: datetime) -> float:

@@ -60,20 +60,18 @@ import errno
 import fcntl
 import hashlib
 import logging
-import math
 import os
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import zmq
 
-from overwatch import names
+from overwatch import names, timestamps
 from overwatch.config import ReceiverSettings
 from overwatch.lru import LRU
 from overwatch.rootio import RootFileError, validate_root_bytes
@@ -136,37 +134,13 @@ class FieldError(ValueError):
         self.message = message
 
 
-_INSTANT_HINT = (
-    "expected unix seconds (e.g. 1767225600) or an ISO 8601 time with a zone "
-    "(e.g. 2026-01-01T00:00:00Z)"
-)
-
-
 def parse_instant(text: str, field: str = "timestamp") -> float:
-    """Unix seconds from ``text``: a number of seconds, or an ISO 8601 time with a zone.
-
-    A time without a zone is refused: guessing it is how archived data got
-    read two hours off. Raises :class:`FieldError`.
-    """
-    text = text.strip()
+    """Unix seconds from a field's text (:func:`overwatch.timestamps.parse_instant`'s rule);
+    :class:`FieldError` naming the field."""
     try:
-        value = float(text)
-    except ValueError:
-        try:
-            instant = datetime.fromisoformat(text)
-        except ValueError:
-            raise FieldError(field, f"{text[:60]!r}: {_INSTANT_HINT}") from None
-        if instant.tzinfo is None or instant.utcoffset() is None:
-            raise FieldError(
-                field, f"{text[:60]!r} has no zone: add one (Z for UTC, or e.g. +02:00)"
-            ) from None
-        try:
-            value = instant.timestamp()
-        except (OverflowError, OSError, ValueError):
-            raise FieldError(field, f"{text[:60]!r} is out of range") from None
-    if not math.isfinite(value):
-        raise FieldError(field, f"{text[:60]!r}: {_INSTANT_HINT}")
-    return value
+        return timestamps.parse_instant(text)
+    except ValueError as error:
+        raise FieldError(field, str(error)) from None
 
 
 def snapshot_header(
@@ -499,9 +473,4 @@ class Intake:
         """Close the notifier; ``linger`` seconds let a notice just sent still leave
         (a short-lived process such as ``overwatch import`` exits right after)."""
         with self._lock:
-            socket = getattr(self.notifier, "_socket", None)
-            if linger > 0 and socket is not None:
-                # Notifier.close() discards unsent notices (linger 0): close it here instead.
-                socket.close(linger=int(linger * 1000))
-                self.notifier._socket = None  # noqa: SLF001 - see above
-            self.notifier.close()
+            self.notifier.close(linger)

@@ -52,7 +52,9 @@ class Notifier:
             return False
         return True
 
-    def close(self) -> None:
+    def close(self, linger: float = 0.0) -> None:
+        """Close the socket; ``linger`` seconds let notices just sent still leave (a
+        short-lived process such as ``overwatch import`` exits right after), else they go."""
         if self._socket is not None:
-            self._socket.close(linger=0)
+            self._socket.close(linger=int(linger * 1000))
             self._socket = None

@@ -23,10 +23,16 @@
   that fit lose the least. (Those may then reach the disk before older names
   of their run; names stay unique and ordered by time.)
 
-* Clock: before the first snapshot of a run folder, the spool writes the
-  folder's ``.overwatch-timezone`` marker saying ``UTC`` (the zone of every
-  name it gives), so processing and replay never read a new run as archived
-  local time (:mod:`overwatch.store.archive`).
+* Clock: a run folder the spool creates gets a ``.overwatch-timezone`` marker
+  saying ``UTC`` before its first snapshot, so processing and replay never read
+  a new run as archived local time (:mod:`overwatch.store.archive`). A folder
+  that already exists keeps its clock: names added to it are in the zone it
+  declares (or the data directory declares), so they sort and read with the
+  names already there, and no marker re-declares its older files.
+* Never over another file: a snapshot is linked into place (``replace=False``);
+  a name another writer took meanwhile (another receiver process, an upload)
+  gets the next free second instead, and a retry that finds its own bytes
+  already there counts as written.
 
 Rejected messages go to :mod:`receivers.quarantine`.
 
@@ -45,9 +51,9 @@ from pathlib import Path
 from typing import Any
 
 from overwatch import names
-from overwatch.store.archive import write_marker
+from overwatch.store.archive import UTC, read_marker, write_marker
 from overwatch.store.layout import FileSystem, atomic_write
-from overwatch.timestamps import from_unix, snapshot_relpath
+from overwatch.timestamps import from_unix, snapshot_filename
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +96,14 @@ class DrainResult:
     lost: list[Item] = field(default_factory=list)  # nowhere: in arrival order
 
 
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the file at ``path`` holds exactly ``data``."""
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False
+
+
 def newest_first(items: list[Item]) -> list[Item]:
     """``items`` with the newest of each (run, subsystem) first (latest arrival first), then
     the others in arrival order: the order that loses least when only some can be written."""
@@ -125,7 +139,8 @@ class Spool:
         self._next_retry = 0.0
         self._reserved: set[str] = set()
         self._last_second: dict[tuple[int, str], int] = {}
-        self._marked: set[Path] = set()  # run folders known to declare their zone
+        self._zones: dict[Path, str] = {}  # run folder -> zone of its names
+        self._unmarked: set[Path] = set()  # run folders to create with a UTC marker
 
     # -- names -------------------------------------------------------------------
     def unique_relpath(self, run: int, subsystem: str, instant: float) -> str:
@@ -134,12 +149,27 @@ class Spool:
         last = self._last_second.get((run, subsystem))
         if last is not None and second <= last:
             second = last + 1
+        zone = self._zone(run)
+        folder = f"{names.run_dir(run)}/{subsystem}"
         while True:
-            relpath = snapshot_relpath(run, subsystem, from_unix(second))
+            relpath = f"{folder}/{snapshot_filename(subsystem, from_unix(second), zone)}"
             if relpath not in self._reserved and not self.fs.exists(self.data_dir / relpath):
                 self._last_second[(run, subsystem)] = second
                 return relpath
             second += 1
+
+    def _zone(self, run: int) -> str:
+        """The zone of a run folder's names; a folder still to create will say UTC."""
+        run_dir = self.data_dir / names.run_dir(run)
+        zone = self._zones.get(run_dir)
+        if zone is None:
+            if self.fs.exists(run_dir):
+                zone = read_marker(run_dir) or read_marker(self.data_dir) or UTC
+            else:
+                zone = UTC
+                self._unmarked.add(run_dir)
+            self._zones[run_dir] = zone
+        return zone
 
     # -- writing -------------------------------------------------------------------
     @property
@@ -215,20 +245,41 @@ class Spool:
         )  # fmt: skip
 
     def _write(self, item: Item, fallback: Path | None = None) -> None:
-        self._mark_run(fallback or self.data_dir, item.relpath)
+        run_name = item.relpath.partition("/")[0]
+        run_dir = self.data_dir / run_name
         if fallback is None:
-            atomic_write(self.data_dir / item.relpath, item.data, fsync=self.fsync, fs=self.fs)
+            if run_dir in self._unmarked:  # a new run: it says its clock before its first file
+                write_marker(run_dir, UTC, fs=self.fs, fsync=self.fsync)
+                self._unmarked.discard(run_dir)
+            self._place(item)
             return
+        # The spilled folder says the clock its names are in, to be moved back as it is.
+        zone = self._zones.get(run_dir, UTC)
+        write_marker(fallback / run_name, zone, fs=self.fs, fsync=self.fsync)
         # Never over an earlier spill of the same name: that one is reported lost instead.
         target = fallback / item.relpath
         atomic_write(target, item.data, fsync=self.fsync, fs=self.fs, replace=False)
 
-    def _mark_run(self, root: Path, relpath: str) -> None:
-        """The run folder says its names are UTC before its first snapshot lands."""
-        run_dir = root / relpath.partition("/")[0]
-        if run_dir not in self._marked:
-            write_marker(run_dir, "UTC", fs=self.fs, fsync=self.fsync)
-            self._marked.add(run_dir)
+    def _place(self, item: Item) -> None:
+        """Write ``item`` under its name, or the next free one if another writer took it."""
+        for _ in range(1000):
+            target = self.data_dir / item.relpath
+            try:
+                atomic_write(target, item.data, fsync=self.fsync, fs=self.fs, replace=False)
+                return
+            except FileExistsError:
+                if _holds(target, item.data):
+                    return  # an earlier try of this very item got there
+            parts = names.split_snapshot_relpath(item.relpath)
+            if parts is None:  # a name this spool did not give: nothing to move it to
+                raise FileExistsError(f"{target} exists")
+            run, subsystem, _ = parts
+            renamed = self.unique_relpath(run, subsystem, 0)  # after the last name given
+            log.warning("%s was taken by another writer meanwhile: stored as %s",
+                        item.relpath, renamed)  # fmt: skip
+            self._reserved.discard(item.relpath)
+            item.relpath = renamed
+        raise FileExistsError(f"no free name for {item.relpath}")
 
     # -- stopping ------------------------------------------------------------------
     def drain(self, wait: float, fallback: str | Path | None = None) -> DrainResult:
