@@ -29,12 +29,24 @@ demo still runs in. The web port and the data directory are checked before
 anything on disk is touched, so a second ``make demo`` beside a running one
 stops with a message and harms nothing.
 
+Replay (``--replay SOURCE``): instead of the simulator, ``overwatch replay
+SOURCE --stay`` serves an archived or current run (a data directory, a run
+folder, ...) at ``--speed`` (default 1, ``max`` allowed; ``--loop``,
+``--timezone``/``--archived`` as for ``overwatch replay``, ``--run N`` sends
+the runs as N, N+1, ...), with one receiver per subsystem of the source. The
+source and options are checked first by ``overwatch replay --dry-run`` (the
+replay's own check) and its plan printed; faults are the simulator's and are
+refused with a replay. The replay program is not restarted once it ended (it
+would serve every snapshot again), and it keeps answering "replay finished".
+The receivers need no clock allowance: a replay sends past instants only.
+
 This module only starts processes and speaks HTTP; like the rest of the core
 it imports none of the receivers, processing or webapp packages.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -53,7 +65,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from overwatch.cli import add_timezone_options
 from overwatch.resources import resource
+from overwatch.store.archive import read_source
 from overwatch.store.layout import DataDir
 
 log = logging.getLogger(__name__)
@@ -83,6 +97,9 @@ class DemoPlan:
     events_port: int = 0
     web_host: str = "127.0.0.1"
     faults: Path | None = None
+    replay: ReplayChoice | None = None
+    subsystems: tuple[str, ...] = SUBSYSTEMS  # one receiver each
+    checked: tuple[str, ...] | None = None  # those the check expects in ``run`` (all: None)
 
     @property
     def db_uri(self) -> str:
@@ -96,8 +113,32 @@ class DemoPlan:
     def config_path(self) -> Path:
         return self.data_dir / "supervisord.conf"
 
+    def sender_command(self) -> str:
+        """The simulator's command line, or the replay's with ``replay``."""
+        bind = f"tcp://127.0.0.1:{self.sim_port}"
+        if self.replay is None:
+            faults = f"--faults {shlex.quote(str(self.faults))}" if self.faults else ""
+            return (
+                f"{self.bin_dir}/overwatch simulate --subsystems {','.join(SUBSYSTEMS)} "
+                f"--bind {bind} --pattern rep --run {self.run} --seed 1 {faults}"
+            )
+        # supervisord expands %(name)s in commands: a literal % is written %%.
+        arguments = [*self.replay.arguments(), "--bind", bind, "--pattern", "rep", "--stay"]
+        quoted = " ".join(shlex.quote(a).replace("%", "%%") for a in arguments)
+        return f"{self.bin_dir}/overwatch replay {quoted}"
+
     def render(self) -> str:
-        return TEMPLATE.read_text().format(
+        """The template with this plan's fields, its receiver block once per subsystem."""
+        text = TEMPLATE.read_text()
+        try:
+            head, rest = text.split(RECEIVER_BLOCK[0], 1)
+            block, tail = rest.split(RECEIVER_BLOCK[1], 1)
+        except ValueError:
+            raise ValueError(
+                f"{TEMPLATE} has no receiver block (lines {RECEIVER_BLOCK[0].strip()!r} and "
+                f"{RECEIVER_BLOCK[1].strip()!r}): reinstall overwatch"
+            ) from None
+        fields = dict(
             data_dir=self.data_dir,
             bin=self.bin_dir,
             zeo_port=self.zeo_port,
@@ -109,8 +150,75 @@ class DemoPlan:
             run=self.run,
             interval=self.interval,
             logs=self.data_dir / "logs",
-            simulator_faults=f"--faults {shlex.quote(str(self.faults))}" if self.faults else "",
+            sender="simulator" if self.replay is None else "replay",
+            sender_command=self.sender_command(),
+            # A replay that ended must not start again: it would serve every snapshot twice.
+            sender_autorestart="true" if self.replay is None else "false",
         )
+        receivers = "".join(block.format(**fields, subsystem=s) for s in self.subsystems)
+        return head.format(**fields) + receivers + tail.format(**fields)
+
+
+#: The lines around the template's receiver program, rendered once per subsystem.
+RECEIVER_BLOCK = ("; receiver block begin\n", "; receiver block end\n")
+
+
+@dataclass(frozen=True)
+class ReplayChoice:
+    """What ``demo --replay`` replays, as ``overwatch replay`` options."""
+
+    source: Path
+    speed: str = "1"
+    loop: bool = False
+    timezone: str | None = None
+    run_as: int | None = None
+
+    def arguments(self) -> list[str]:
+        args = [str(self.source), "--speed", self.speed]
+        if self.loop:
+            args.append("--loop")
+        if self.timezone:
+            args += ["--timezone", self.timezone]
+        if self.run_as is not None:
+            args += ["--run-as", str(self.run_as)]
+        return args
+
+
+class DemoReplayError(ValueError):
+    """The demo cannot replay this source with these options; the message says why."""
+
+
+def check_replay(bin_dir: Path, choice: ReplayChoice) -> ReplayCheck:
+    """The replay's plan, checked by the replay itself (``overwatch replay --dry-run``), so
+    the demo refuses exactly what its replay would refuse at start."""
+    done = subprocess.run(
+        [str(bin_dir / "overwatch"), "replay", *choice.arguments(), "--dry-run"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["rejected by overwatch replay"])[-1]
+        raise DemoReplayError(
+            f"--replay {choice.source}: {reason.removeprefix('overwatch replay: ')}"
+        )
+    source = read_source(choice.source, timezone=choice.timezone or "UTC", run=choice.run_as)
+    first = source.runs[0]
+    return ReplayCheck(
+        lines=[line for line in done.stdout.splitlines() if line.strip()],
+        run=first if choice.run_as is None else choice.run_as,  # run_as renumbers from N
+        subsystems=tuple(source.subsystems),
+        run_subsystems=tuple(sorted({s.subsystem for s in source.snapshots if s.run == first})),
+    )
+
+
+@dataclass(frozen=True)
+class ReplayCheck:
+    """What the demo needs to know of a replay: its plan told, the first run it sends (the
+    one the demo checks), every subsystem (one receiver each) and those of that run."""
+
+    lines: list[str]
+    run: int
+    subsystems: tuple[str, ...]
+    run_subsystems: tuple[str, ...]
 
 
 class DemoFaultError(ValueError):
@@ -235,7 +343,7 @@ def check_served(plan: DemoPlan, token: str) -> dict[str, dict[str, int]]:
     runs = _get_json(plan, "/api/runs", token)["runs"]
     run = next(r for r in runs if r["run"] == plan.run)
     detail = _get_json(plan, f"/api/runs/{plan.run}", token)
-    for subsystem in SUBSYSTEMS:
+    for subsystem in plan.checked or plan.subsystems:
         info = detail["subsystems"].get(subsystem, {})
         listing = _get_json(plan, f"/api/runs/{plan.run}/{subsystem}/histograms", token)
         served = 0
@@ -268,16 +376,32 @@ def run_demo(
     keep: bool = False,
     host: str = "127.0.0.1",
     faults: Path | None = DEFAULT_FAULTS,
+    replay: ReplayChoice | None = None,
     say: Callable[[str], None] = log.info,
 ) -> int:
     """Start everything, tell the URL and a login, run until Ctrl-C or ``duration``.
 
     ``faults`` is the simulator's fault schedule (None: no faults); it is
-    checked and told before anything starts. ``say`` receives what the person
-    running the demo must read (the command passes ``print``); errors go to the log.
+    checked and told before anything starts. ``replay``: a replay instead of the
+    simulator, checked and told first (``faults`` are then unused and ``run``
+    is the first run the replay sends).
+    ``say`` receives what the person running the demo must read (the command
+    passes ``print``); errors go to the log.
     """
     bin_dir = Path(sys.executable).parent
-    if faults is not None:
+    check = None
+    if replay is not None:
+        replay = dataclasses.replace(replay, source=Path(replay.source).resolve())
+        try:
+            check = check_replay(bin_dir, replay)
+        except DemoReplayError as error:
+            log.error("%s", error)
+            return 2
+        say(f"replaying {replay.source} (speed {replay.speed}) instead of the simulator:")
+        for line in check.lines:
+            say(f"  {line}")
+        run, faults = check.run, None
+    elif faults is not None:
         faults = Path(faults).resolve()
         try:
             schedule = fault_schedule(bin_dir, faults)
@@ -312,6 +436,9 @@ def run_demo(
         events_port=free_port(),
         web_host=host,
         faults=faults,
+        replay=replay,
+        subsystems=check.subsystems if check else SUBSYSTEMS,
+        checked=check.run_subsystems if check else None,
     )
     plan.config_path.write_text(plan.render())
     supervisor = subprocess.Popen(
@@ -388,7 +515,9 @@ def register(subparsers) -> None:
         "--host", default="127.0.0.1", help="web address (0.0.0.0 inside a container)"
     )
     parser.add_argument("--duration", type=float, help="stop after SECONDS and check the result")
-    parser.add_argument("--run", type=int, default=1, help="simulated run number")
+    parser.add_argument(
+        "--run", type=int, help="simulated run number (default 1); with --replay: --run-as"
+    )
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between snapshots")
     parser.add_argument(
         "--keep",
@@ -406,16 +535,45 @@ def register(subparsers) -> None:
     chosen.add_argument(
         "--no-faults", action="store_true", help="simulate healthy detectors, no faults"
     )
-    parser.set_defaults(
-        handler=lambda args: run_demo(
+    replaying = parser.add_argument_group("replay (instead of the simulator)")
+    replaying.add_argument(
+        "--replay",
+        type=Path,
+        metavar="SOURCE",
+        help="run the whole system on a replay of SOURCE (a data directory, a run folder, "
+        "...: see overwatch replay) instead of the simulator; --run N sends its runs as N, ...",
+    )
+    replaying.add_argument(
+        "--speed", metavar="N|max", help="replay speed (default 1; max: as fast as taken)"
+    )
+    replaying.add_argument("--loop", action="store_true", help="replay again after the end")
+    add_timezone_options(replaying)
+
+    def handle(args) -> int:
+        if args.replay is None:
+            given = [o for o, v in (("--speed", args.speed), ("--loop", args.loop),
+                                    ("--timezone/--archived", args.timezone)) if v]  # fmt: skip
+            if given:
+                parser.error(f"{', '.join(given)} only with --replay SOURCE")
+        elif not args.no_faults and args.faults != DEFAULT_FAULTS:
+            parser.error("--faults is the simulator's: a replay sends what was recorded")
+        replay = None
+        if args.replay is not None:
+            replay = ReplayChoice(
+                args.replay, speed=args.speed or "1", loop=args.loop,
+                timezone=args.timezone, run_as=args.run,
+            )  # fmt: skip
+        return run_demo(
             args.data_dir,
             web_port=args.port,
             duration=args.duration,
-            run=args.run,
+            run=1 if args.run is None else args.run,
             interval=args.interval,
             keep=args.keep,
             host=args.host,
             faults=None if args.no_faults else args.faults,
+            replay=replay,
             say=lambda line: print(line, flush=True),
         )
-    )
+
+    parser.set_defaults(handler=handle)

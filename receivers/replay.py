@@ -67,8 +67,9 @@ from receivers import wire
 
 log = logging.getLogger(__name__)
 
-#: The default longest wait, in source seconds, between two replayed snapshots.
-MAX_GAP = 60.0
+#: The default longest wait, in source seconds, between two replayed snapshots: longer
+#: than any interval between snapshots of a run, shorter than the time between runs.
+MAX_GAP = 600.0
 #: Messages queued per subscriber before a publication waits (XPUB_NODROP): far more
 #: than a run's snapshots in flight, few enough to bound the memory they take.
 SNDHWM = 1000
@@ -152,6 +153,7 @@ class ReplayPlan:
             raise ReplayError("nothing to replay: the source holds no snapshot")
         self.snapshots: list[SourceSnapshot] = snapshots
         self.loop = loop
+        self.max_gap = max_gap
         self.run_map = self._renumber(sorted({s.run for s in snapshots}), run_as)
         self._modes = {s.path: _mode_of(s.path) for s in snapshots}
         # Offsets in source time with long idle stretches shortened to max_gap.
@@ -166,6 +168,8 @@ class ReplayPlan:
         #: How far each loop pass's timestamps move on.
         self.shift = self.span + self.step
         self._pass_offset = self._offsets[-1] + min(self.step, max_gap)
+        #: Source seconds a pass takes to replay (the span with idle stretches shortened).
+        self.replay_span = self._offsets[-1]
 
     @staticmethod
     def _renumber(runs: list[int], run_as: int | None) -> dict[int, int]:

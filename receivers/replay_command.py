@@ -71,6 +71,7 @@ class Progress:
         self.every = max(10, (total or 0) // 20) if total else 100
         self.started = time.monotonic()
         self._shown = 0.0
+        self._open = False  # a line in place not ended yet
 
     def __call__(self, item: ReplayItem, served: int, total: int | None) -> None:
         elapsed = time.monotonic() - self.started
@@ -87,15 +88,27 @@ class Progress:
             if last or now - self._shown >= 0.1:  # a terminal needs no more than 10 a second
                 self.stream.write("\r" + text.ljust(79) + ("\n" if last else ""))
                 self.stream.flush()
-                self._shown = now
+                self._shown, self._open = now, not last
         elif last or served % self.every == 0:
             self.stream.write(text + "\n")
             self.stream.flush()
 
     def finish(self) -> None:
-        if self.tty and (self.total is None or self._shown):
+        """End a line left open in place (a replay stopped before its last snapshot)."""
+        if self._open:
             self.stream.write("\n")
             self.stream.flush()
+            self._open = False
+
+
+def _seconds(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def _describe(source: Source, plan: ReplayPlan) -> list[str]:
@@ -103,8 +116,13 @@ def _describe(source: Source, plan: ReplayPlan) -> list[str]:
     lines = [
         f"{len(plan.snapshots)} snapshot(s) of run(s) {', '.join(map(str, plan.runs))}"
         f"{' (' + ', '.join(renumbered) + ')' if renumbered else ''}, "
-        f"subsystems {', '.join(plan.subsystems)}, over {plan.span:.0f} s of source time"
+        f"subsystems {', '.join(plan.subsystems)}, {_seconds(plan.span)} of source time"
     ]
+    if plan.replay_span < plan.span:
+        lines.append(
+            f"idle stretches over {plan.max_gap:g} s waited as {plan.max_gap:g} s: "
+            f"{_seconds(plan.replay_span)} of source time to replay"
+        )
     if plan.loop:
         lines.append(f"looping: each pass dated {plan.shift:.0f} s after the previous one")
     if source.bad:

@@ -223,6 +223,9 @@ def test_rep_spacing_is_the_original_divided_by_speed(tmp_path, running) -> None
     # A receiver polling every 0.02 s takes each one within a poll of its due time.
     np.testing.assert_allclose(measured, np.array(gaps) / 5.0, atol=0.08)
     wait_for(lambda: receiver.counters["stored"] == 5, 5, "5 stored")
+    # The receiver's side: the files were written at that pace too.
+    written = [p.stat().st_mtime for p in stored(tmp_path / "data", 5, "EMC")]
+    np.testing.assert_allclose(np.diff(written), np.array(gaps) / 5.0, atol=0.1)
     # Between due times the receiver was answered the last one again: duplicates.
     assert receiver.counters["duplicates"] > 0
     assert running.results["sender"].repeated["EMC"] == receiver.counters["duplicates"]
@@ -421,6 +424,12 @@ def test_progress_in_place_on_a_terminal_and_by_lines_otherwise(tmp_path) -> Non
     ]  # fmt: skip
     assert tty.getvalue().startswith("\rreplay   4% 1/25") and tty.getvalue().endswith("\n")
     assert tty.getvalue().count("\n") == 1
+    in_place.finish()  # the last line was ended already
+    assert tty.getvalue().count("\n") == 1
+    stopped = Progress(io.StringIO(), None, tty=True)
+    stopped(items[0], 1, None)
+    stopped.finish()  # a loop stopped: its line is ended once
+    assert stopped.stream.getvalue().count("\n") == 1
 
 
 def test_bad_files_of_the_source_are_listed(tmp_path) -> None:
