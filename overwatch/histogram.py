@@ -173,6 +173,10 @@ class Histogram:
     stats: dict[str, float] = field(default_factory=dict)
     profile_range: tuple[float, float] = (0.0, 0.0)
     error_mode: int = 0
+    #: The producer's presentation: ROOT's JSON of the object without what a slice
+    #: recomputes (:func:`overwatch.rootjson.presentation`), as JSON text; "" if unknown.
+    #: Kept by copies and arithmetic (same binning), so a slice looks as the producer drew it.
+    presentation: str = ""
 
     def __post_init__(self) -> None:
         ndim = dimension_of(self.class_name)
@@ -276,6 +280,7 @@ class Histogram:
             stats=dict(self.stats),
             profile_range=self.profile_range,
             error_mode=self.error_mode,
+            presentation=self.presentation,
         )
 
     def _combine(self, other: Histogram, factor: float) -> Histogram:

@@ -36,6 +36,7 @@ from overwatch.histogram import (
     Histogram,
     dimension_of,
 )
+from overwatch.rootjson import SLICED_MEMBERS
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +226,10 @@ def to_jsroot(histogram: Histogram, *, draw_option: str | None = None) -> dict:
 
     ``fName`` is the last part of the histogram's path (ROOT names carry no
     directory); ``draw_option`` becomes ``fOption``, which JSROOT uses when the
-    page asks for no explicit option.
+    page asks for no explicit option. A histogram read from a producer's file
+    carries its presentation (:attr:`Histogram.presentation`): then the object is
+    the producer's, member by member, with this histogram's contents, errors,
+    entries and statistics.
     """
     h = histogram
     ndim = h.ndim
@@ -275,7 +279,31 @@ def to_jsroot(histogram: Histogram, *, draw_option: str | None = None) -> dict:
             h.name,
             clean.replaced,
         )
+    if h.presentation:
+        return _as_presented(obj, h.presentation, draw_option)
     return obj
+
+
+def _as_presented(obj: dict, presentation: str, draw_option: str | None) -> dict:
+    """The producer's object (names, titles, axis ranges, minimum and maximum, attributes,
+    functions, bits) with this histogram's numbers; ``obj`` itself if the binning is not
+    the producer's any more (a plugin rebinned it)."""
+    produced = json.loads(presentation)  # a fresh copy: the caller may change it
+    if (
+        produced.get("_typename") != obj["_typename"]
+        or produced.get("fNcells") != obj["fNcells"]
+        or any(
+            produced.get(axis, {}).get("fNbins") != obj[axis].get("fNbins")
+            for axis in ("fXaxis", "fYaxis", "fZaxis")
+        )
+    ):
+        return obj
+    for name in SLICED_MEMBERS:
+        if name in obj:
+            produced[name] = obj[name]
+    if draw_option:
+        produced["fOption"] = draw_option
+    return produced
 
 
 def to_json_bytes(obj: Any) -> bytes:

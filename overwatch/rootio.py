@@ -14,6 +14,7 @@ joined with ``/`` (``"EMC/SM00/cellHits"``). Key names may contain spaces.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import re
@@ -26,6 +27,7 @@ import numpy as np
 import uproot
 from uproot.writing import identify
 
+from overwatch import rootjson
 from overwatch.histogram import (
     AXIS_NAMES,
     PROFILE_STAT_NAMES,
@@ -234,7 +236,7 @@ def read_histograms(source: str | Path | bytes, names: Iterable[str] | None = No
                 result.skipped.append(SkippedObject(path, class_name, "not a histogram"))
                 continue
             try:
-                result.histograms[path] = from_uproot(path, key.get(), class_name)
+                result.histograms[path] = from_uproot(path, key.get(), class_name, file=file.file)
             except Exception as error:  # one damaged object must not lose the others
                 log.warning("skipping %s (%s): %s", path, class_name, error)
                 result.skipped.append(SkippedObject(path, class_name, f"unreadable: {error}"))
@@ -282,8 +284,17 @@ def _axis_from_uproot(taxis, default_name: str) -> Axis:
     )
 
 
-def from_uproot(path: str, model, class_name: str) -> Histogram:
-    """Convert one uproot histogram model."""
+def from_uproot(
+    path: str, model, class_name: str, *, file=None, presentation: str | None = None
+) -> Histogram:
+    """Convert one uproot histogram model, with the producer's presentation.
+
+    ``presentation`` (JSON text of :func:`overwatch.rootjson.presentation`) is
+    computed unless given; ``file`` is the uproot file (its streamer info types
+    map members of attached functions).
+    """
+    if presentation is None:
+        presentation = json.dumps(rootjson.presentation(model, file), separators=(",", ":"))
     ndim = dimension_of(class_name)
     members = model.all_members
     axes = [
@@ -313,6 +324,7 @@ def from_uproot(path: str, model, class_name: str) -> Histogram:
             else (0.0, 0.0)
         ),
         error_mode=int(members.get("fErrorMode", 0)) if profile else 0,
+        presentation=presentation,
     )
 
 

@@ -59,10 +59,21 @@ def _number(value: float) -> float | int:
     return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
+#: Members of a histogram that a slice recomputes (contents, errors, entries, statistics):
+#: everything else of its JSON is the producer's presentation.
+SLICED_MEMBERS = frozenset(
+    {"fArray", "fSumw2", "fBinEntries", "fBinSumw2", "fEntries", "fTsumw", "fTsumw2"}
+    | {f"fTsumw{a}" for a in "xyzt"}
+    | {f"fTsumw{a}2" for a in "xyzt"}
+    | {"fTsumwxy", "fTsumwxz", "fTsumwyz"}
+)
+
+
 class _Writer:
     """One conversion: numbers objects in writing order for ``$ref``."""
 
-    def __init__(self, file=None) -> None:
+    def __init__(self, file=None, skip: frozenset[str] = frozenset()) -> None:
+        self.skip = skip  # top-level members left out (presentation only)
         self.file = file  # the uproot file: its streamer info types map members
         self.types: dict[str, dict[str, str]] = {}
         self.seen: dict[int, int] = {}
@@ -113,8 +124,9 @@ class _Writer:
             return out
         array = _array_base(model)
         types = self._member_types(model)
+        top, self.skip = self.skip, frozenset()  # nested objects are written whole
         for name, member in model.all_members.items():
-            if name == "fN" and array is not None:
+            if (name == "fN" and array is not None) or name in top:
                 continue
             if name in ("@fUniqueID", "@fBits"):
                 out.update(self._tobject(model))
@@ -124,7 +136,7 @@ class _Writer:
             if kind.startswith(("map<", "std::map<")) and isinstance(out[name], list):
                 pair = "pair<" + kind.split("<", 1)[1]
                 out[name] = [{"$pair": pair, **item} for item in out[name]]
-        if array is not None:
+        if array is not None and "fArray" not in top:
             out["fArray"] = [self.value(v) for v in np.asarray(array).tolist()]
         return out
 
@@ -192,3 +204,52 @@ def to_json(model, file=None) -> dict[str, Any]:
     ``uproot.open(...).file``): its streamer info names the type of map members.
     """
     return _Writer(file).model(model)
+
+
+def presentation(model, file=None) -> dict[str, Any]:
+    """A histogram's JSON without what a slice recomputes (:data:`SLICED_MEMBERS`): titles,
+    axes and their ranges, minimum and maximum, attributes, functions, bits, option."""
+    return _Writer(file, SLICED_MEMBERS).model(model)
+
+
+def presentation_key(model) -> tuple | None:
+    """A cheap fingerprint of what :func:`presentation` depends on, to convert a histogram's
+    presentation once while it stays the same; None when it cannot be had cheaply (the
+    histogram carries functions, whose parameters a producer refits)."""
+    key: list = []
+    for name, member in model.all_members.items():
+        if name in SLICED_MEMBERS:
+            continue
+        part = _cheap(member)
+        if part is _EXPENSIVE:
+            return None
+        key.append(part)
+    return tuple(key)
+
+
+_EXPENSIVE = object()
+
+
+def _cheap(value: Any, depth: int = 0) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.ndarray):
+        return value.tobytes()
+    if depth < 2 and hasattr(value, "all_members"):
+        classname = _classname(value)
+        if classname.startswith("TArray"):
+            return np.asarray(value).tobytes()
+        if classname in _COLLECTIONS:
+            if len(value) == 0:
+                return ()
+            if all(_classname(item) == "TObjString" for item in value):  # axis labels
+                return tuple((str(item), int(item.all_members["@fUniqueID"])) for item in value)
+            return _EXPENSIVE
+        parts = []
+        for member in value.all_members.values():
+            part = _cheap(member, depth + 1)
+            if part is _EXPENSIVE:
+                return _EXPENSIVE
+            parts.append(part)
+        return (classname, tuple(parts))
+    return _EXPENSIVE

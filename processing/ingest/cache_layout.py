@@ -102,6 +102,7 @@ class Entry:
     stat_names: tuple[str, ...]
     profile_range: tuple[float, float] = (0.0, 0.0)
     error_mode: int = 0
+    presentation: str = ""  # the producer's JSON without the numbers (Histogram.presentation)
 
     @classmethod
     def from_histogram(cls, h: Histogram) -> Entry:
@@ -115,6 +116,7 @@ class Entry:
             stat_names=tuple(h.stats),
             profile_range=tuple(float(x) for x in h.profile_range),
             error_mode=int(h.error_mode),
+            presentation=h.presentation,
         )
 
     # -- geometry of the block ------------------------------------------------
@@ -188,6 +190,7 @@ class Entry:
             "stats": list(self.stat_names),
             "profile_range": list(self.profile_range),
             "error_mode": self.error_mode,
+            **({"presentation": self.presentation} if self.presentation else {}),
         }
 
     @classmethod
@@ -202,6 +205,7 @@ class Entry:
             stat_names=tuple(data["stats"]),
             profile_range=tuple(data.get("profile_range", (0.0, 0.0))),
             error_mode=int(data.get("error_mode", 0)),
+            presentation=str(data.get("presentation", "")),
         )
 
     @cached_property
@@ -293,6 +297,7 @@ class Entry:
             stats=dict(zip(self.stat_names, stat_values, strict=True)),
             profile_range=self.profile_range,
             error_mode=self.error_mode,
+            presentation=self.presentation,
         )
 
 

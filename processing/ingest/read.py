@@ -20,6 +20,7 @@ are never edited in place (they appear by rename), so the mapping is safe.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import uproot
 
-from overwatch import rootio
+from overwatch import rootio, rootjson
 from overwatch.histogram import PROFILE_STAT_NAMES, STAT_NAMES, dimension_of
 from overwatch.rootio import RootFileError, SkippedObject
 from processing.ingest.cache_layout import Entry, Layout, remember_layout
@@ -93,6 +94,7 @@ class SnapshotEncoder:
     def __init__(self) -> None:
         self._entries: dict[tuple, Entry] = {}
         self._layouts: dict[tuple[str, ...], Layout] = {}
+        self._presentations: dict[tuple, str] = {}  # (path, presentation key) -> JSON text
 
     def read(self, source: str | Path) -> EncodedSnapshot:
         """Every histogram of a snapshot file; raises RootFileError for an unreadable file."""
@@ -112,7 +114,7 @@ class SnapshotEncoder:
                     skipped.append(SkippedObject(path, class_name, "not a histogram"))
                     continue
                 try:
-                    items.append(self._convert(path, class_name, key.get()))
+                    items.append(self._convert(path, class_name, key.get(), file.file))
                 except Exception as error:  # one damaged object must not lose the others
                     log.warning("%s: skipping %s (%s): %s", source, path, class_name, error)
                     skipped.append(SkippedObject(path, class_name, f"unreadable: {error}"))
@@ -132,8 +134,21 @@ class SnapshotEncoder:
             self._layouts[key] = layout
         return layout
 
-    def _convert(self, path: str, class_name: str, model) -> tuple[Entry, tuple]:
+    def _presentation(self, path: str, model, file) -> str:
+        """The producer's presentation of a histogram, converted once while it stays the same."""
+        key = rootjson.presentation_key(model)
+        found = self._presentations.get((path, key)) if key is not None else None
+        if found is None:
+            found = json.dumps(rootjson.presentation(model, file), separators=(",", ":"))
+            if key is not None:
+                if len(self._presentations) > _KEEP:
+                    self._presentations.clear()
+                self._presentations[(path, key)] = found
+        return found
+
+    def _convert(self, path: str, class_name: str, model, file=None) -> tuple[Entry, tuple]:
         members = model.all_members
+        presentation = self._presentation(path, model, file)
         ndim = dimension_of(class_name)
         profile = class_name.startswith("TProfile")
         stat_names = STAT_NAMES[ndim] + (PROFILE_STAT_NAMES[ndim] if profile else ())
@@ -169,6 +184,7 @@ class SnapshotEncoder:
             sumw2 is not None,
             bin_sumw2 is not None,
             extra,
+            presentation,
         )
         entry = self._entries.get(signature)
         values = rootio._bin_array(model)  # noqa: SLF001 - the reference way to find fArray
@@ -177,7 +193,7 @@ class SnapshotEncoder:
         if entry is not None and self._fits(entry, arrays):
             return entry, arrays
         # First sight of this description (or something odd): the reference conversion.
-        histogram = rootio.from_uproot(path, model, class_name)
+        histogram = rootio.from_uproot(path, model, class_name, presentation=presentation)
         entry = Entry.from_histogram(histogram)
         if len(self._entries) > _KEEP:
             self._entries.clear()

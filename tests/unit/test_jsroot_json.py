@@ -138,7 +138,8 @@ def test_sample_file_histograms_match_uproot(sample_file: Path, drawn):
         _assert_drawn(result)
         class_name, contents, errors, entries, labels = _uproot_reference(path, key)
         assert result["typename"] == class_name
-        assert result["fName"] == key.rsplit("/", 1)[-1]
+        with uproot.open(path) as file:  # the object's own name, not its key's
+            assert result["fName"] == file[key].member("fName")
         assert result["fEntries"] == entries
         assert result["ncells"] == result["array_length"] == contents.size
         if class_name.startswith("TProfile"):
