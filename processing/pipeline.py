@@ -90,6 +90,7 @@ from processing.analysis.live import LatestResults, LiveAnalysis, slice_histogra
 from processing.ingest import records
 from processing.ingest.cache import ArrayCache, CachedSnapshot
 from processing.ingest.chain import ChainStore, Writer
+from processing.ingest.objects import is_part
 from processing.ingest.read import SnapshotEncoder
 from processing.ingest.resets import advance, align, reset_paths
 from processing.ingest.scan import Scanner
@@ -373,7 +374,7 @@ class Pipeline:
         existing = chain.load(stem, ts)
         errors: list[tuple[str, str]] = []
         if existing is not None:
-            layout, raw = existing.layout, existing.raw()
+            layout, raw, encoded = existing.layout, existing.raw(), None
         else:
             try:
                 encoded = self.encoder.read(path)
@@ -385,11 +386,12 @@ class Pipeline:
                     raise  # the machine's trouble, not the file's: retried next pass
                 self._bad(chain, name, f"unreadable ROOT file: {error}", report)
                 return
-            if not len(encoded.layout):
+            if encoded.empty:
                 reasons = "; ".join(f"{s.path}: {s.reason}" for s in encoded.skipped[:5])
-                self._bad(chain, name, f"no readable histogram ({reasons or 'empty file'})", report)
+                self._bad(chain, name, f"nothing readable ({reasons or 'empty file'})", report)
                 return
             layout, raw = encoded.layout, encoded.raw
+            self.cache.write_objects(chain.run, chain.subsystem, stem, encoded.objects)
             errors += [(s.path, s.reason) for s in encoded.unreadable]
 
         aligned = align(layout, previous, chain.earlier(index - 1))
@@ -418,10 +420,15 @@ class Pipeline:
             errors=errors,
             n_events=chain.events(current),
         )
-        if previous is None or previous.layout.hash != layout.hash:
-            outcome.histograms = [(e.path, e.class_name) for e in layout.entries]
-            if previous is not None:
-                outcome.gone = [p for p in previous.layout.index if p not in layout.index]
+        listed = self._listed(chain, stem, layout, encoded if existing is None else None)
+        if previous is not None and not chain.listed:  # after a restart: what it showed
+            chain.listed = self._listed(chain, chain.stem_of(previous_ts), previous.layout, None)
+        if previous is None or chain.listed != listed:
+            outcome.histograms = list(listed)
+            if chain.listed:
+                now = {path for path, _ in listed}
+                outcome.gone = [path for path, _ in chain.listed if path not in now]
+        chain.listed = listed
         chain.times.insert(index, ts)  # before recomputing: later ones now follow this one
         try:
             if later:
@@ -446,6 +453,16 @@ class Pipeline:
             )
         chain.last = current if not later else None
         report.processed += 1
+
+    def _listed(self, chain: ChainStore, stem: str, layout, encoded) -> tuple:
+        """(path, class) of what a snapshot shows: its histograms, then its other objects
+        (their parts are no histograms of their own)."""
+        if encoded is not None:
+            found = encoded.objects
+        else:  # taken from the cache (db rebuild): the objects it kept
+            found = self.cache.objects(chain.run, chain.subsystem, chain.cached.get(stem, ""))
+        shown = [(e.path, e.class_name) for e in layout.entries if not is_part(e.path)]
+        return tuple(shown + [(record.path, record.class_name) for record in found])
 
     # -- analysis ------------------------------------------------------------------
     def _analyse(self, chain: ChainStore, previous_ts, current, aligned, later) -> LatestResults:

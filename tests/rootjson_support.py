@@ -18,6 +18,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from processing.ingest.objects import written_objects
+
 FIXTURES = Path(__file__).parent / "fixtures" / "root_objects"
 K_MUST_CLEANUP = 1 << 3
 
@@ -35,28 +37,10 @@ def root_json(n: int, key: str) -> dict[str, Any]:
     return json.loads((FIXTURES / f"objects_{n}" / index(n)[key]["json"]).read_text())
 
 
-def _objects(document: Any) -> list[dict]:
-    """Every object of a document in writing order: what a ``$ref`` number points at."""
-    found: list[dict] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if "_typename" in node:
-                found.append(node)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(document)
-    return found
-
-
 def differences(ours: Any, roots: Any, path: str = "") -> list[str]:
     """What differs between our JSON and ROOT's (empty: equal field by field)."""
     out: list[str] = []
-    ours_table, roots_table = _objects(ours), _objects(roots)
+    ours_table, roots_table = written_objects(ours), written_objects(roots)
 
     def follow(node: Any, table: list[dict]) -> Any:
         if isinstance(node, dict) and "$ref" in node and len(node) == 1:

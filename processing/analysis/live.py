@@ -54,6 +54,7 @@ from processing.analysis.checks import DEFAULT_CHECKS_FILE, CheckEngine, Evaluat
 from processing.analysis.slice_analysis import analyse_slice, slice_context
 from processing.analysis.trending import TrendStore, trend_dir
 from processing.ingest.cache_layout import Layout
+from processing.ingest.objects import is_part
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def slice_histograms(
     return {
         entry.path: entry.unpack(layout.block(content, i))
         for i, entry in enumerate(layout.entries)
-        if entry.path not in incompatible
+        if entry.path not in incompatible and not is_part(entry.path)  # parts: of objects
     }
 
 

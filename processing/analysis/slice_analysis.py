@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -249,6 +249,7 @@ def analyse_slice(
     engine: CheckEngine | None = None,
     trends: Mapping | Callable[[dict[TrendKey, float]], Mapping | None] | None = None,
     with_trends: bool = True,
+    objects: Sequence[str] = (),
 ) -> SliceAnalysis:
     """Derived histograms, stacks, groups, annotations, trend values and qualities of one slice.
 
@@ -258,13 +259,14 @@ def analyse_slice(
     give a quality and trend checks say Null. The live pipeline passes a
     function instead: it gets this slice's trend values (after they are
     computed, before any check runs), stores them and returns the window, so
-    the checks see the point of the slice they judge.
+    the checks see the point of the slice they judge. ``objects`` are the paths of
+    the slice's other objects (graphs, functions...): grouped with the histograms.
     """
     everything, added, errors = derive(histograms, plugin, options, context)
     context = dataclasses.replace(context, histograms=everything)
     stacked, stack_errors = stacks(plugin, everything)
     errors.extend(stack_errors)
-    groups, group_error = plugin_groups(plugin, [*everything, *stacked])
+    groups, group_error = plugin_groups(plugin, [*everything, *stacked, *objects])
     if group_error:
         errors.append(group_error)
     annotations, annotate_errors = annotate(everything, plugin, options, context)

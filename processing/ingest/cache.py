@@ -9,6 +9,9 @@ On disk, under ``DataDir.cache_dir(run, subsystem)``::
 
     layout-<hash>.json                      shapes, axes, titles, flags of every histogram
     <SYS>hists.<time>.<hash>.npy            one float64 buffer per snapshot
+    <SYS>hists.<time>.objects.json          its other objects (graphs, functions, stacks...)
+    object-<digest>.json                    one object's ROOT JSON, shared by every snapshot
+                                            holding it unchanged
 
 The ``.npy`` holds the *effective* cumulative content: what the sender sent plus
 the offsets carried over from earlier counter-reset segments (see
@@ -37,7 +40,9 @@ against about 400 ms for the uproot read of the snapshot.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -46,13 +51,19 @@ from pathlib import Path
 
 import numpy as np
 
+from overwatch.lru import LRU
 from overwatch.store.layout import DataDir, atomic_write
 from processing.ingest.cache_layout import Layout, LayoutError, known_layout, remember_layout
+from processing.ingest.objects import ObjectRecord
 
 log = logging.getLogger(__name__)
 
 LAYOUT_PREFIX = "layout-"
 CACHE_SUFFIX = ".npy"
+OBJECTS_SUFFIX = ".objects.json"
+OBJECT_PREFIX = "object-"
+#: Object lists read back, by file (they never change once written).
+_OBJECT_LISTS: LRU[Path, list[ObjectRecord]] = LRU(512)
 
 
 class CacheError(RuntimeError):
@@ -201,6 +212,52 @@ class ArrayCache:
             if split is not None:
                 result[split[0]] = name
         return result
+
+    # -- other objects -------------------------------------------------------------
+    def write_objects(
+        self, run: int, subsystem: str, stem: str, records: list[ObjectRecord]
+    ) -> None:
+        """Keep a snapshot's non-histogram objects: one small list per snapshot, each
+        object's JSON stored once under its digest (graphs that do not change cost nothing)."""
+        directory = self.directory(run, subsystem)
+        directory.mkdir(parents=True, exist_ok=True)
+        listing = []
+        for record in records:
+            digest = hashlib.blake2b(record.json.encode(), digest_size=16).hexdigest()
+            blob = directory / f"{OBJECT_PREFIX}{digest}.json"
+            if not blob.exists():
+                _atomic_save(blob, record.json.encode(), self.fsync)
+            listing.append({**record.to_json(), "json": digest})
+        target = directory / f"{stem}{OBJECTS_SUFFIX}"
+        if records or target.exists():
+            _atomic_save(target, json.dumps(listing).encode(), self.fsync)
+
+    def objects(self, run: int, subsystem: str, cache_file: str) -> list[ObjectRecord]:
+        """The non-histogram objects of the snapshot whose cache file is ``cache_file``."""
+        split = split_cache_name(Path(cache_file).name)
+        if split is None:
+            return []
+        directory = self.directory(run, subsystem)
+        path = directory / f"{split[0]}{OBJECTS_SUFFIX}"
+        found = _OBJECT_LISTS.get(path)
+        if found is not None:
+            return found
+        try:
+            listing = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as error:
+            raise CacheError(f"object list {path} is damaged: {error}") from error
+        records = []
+        for item in listing:
+            blob = directory / f"{OBJECT_PREFIX}{item['json']}.json"
+            try:
+                text = blob.read_text(encoding="utf-8")
+            except OSError as error:
+                raise CacheError(f"object file {blob} is missing: {error}") from error
+            records.append(ObjectRecord.from_json({**item, "json": text}))
+        _OBJECT_LISTS.put(path, records)
+        return records
 
     def remove_temporary(self, run: int, subsystem: str) -> int:
         """Delete temporary files left by an interrupted write (only processing writes here)."""

@@ -71,6 +71,7 @@ class ChainStore:
     names: dict[float, str] = field(default_factory=dict)  # timestamp -> file name
     parsed: dict[str, float | None] = field(default_factory=dict)  # file name -> timestamp
     last: CachedSnapshot | None = None  # the newest state, kept between snapshots
+    listed: tuple = ()  # (path, class) of what the newest snapshot shows, as last recorded
     cached: dict[str, str] = field(default_factory=dict)  # snapshot stem -> cache file name
 
     @classmethod
@@ -186,6 +187,7 @@ class ChainStore:
         aligned = align(encoded.layout, previous, self.earlier(position - 1))
         state = advance(encoded.layout, encoded.raw, aligned, writer.reset_tolerance)
         self.store(self.stem_of(ts), None, encoded.layout, state)
+        self.cache.write_objects(self.run, self.subsystem, self.stem_of(ts), encoded.objects)
         return CachedSnapshot(ts, encoded.layout, state.eff, state.off)
 
     # -- writing -----------------------------------------------------------------------

@@ -32,12 +32,15 @@ import uproot
 from overwatch import rootio, rootjson
 from overwatch.histogram import PROFILE_STAT_NAMES, STAT_NAMES, dimension_of
 from overwatch.rootio import RootFileError, SkippedObject
+from processing.ingest import objects
 from processing.ingest.cache_layout import Entry, Layout, remember_layout
+from processing.ingest.objects import ObjectRecord
 
 log = logging.getLogger(__name__)
 
 _RANGE_NAMES = {1: ("fYmin", "fYmax"), 2: ("fZmin", "fZmax"), 3: ("fTmin", "fTmax")}
 _KEEP = 50_000  # remembered signatures; titles that change every snapshot must not grow memory
+NOT_DRAWABLE = "not drawable"  # a tree, a parameter: nothing to show
 
 
 @dataclass
@@ -47,11 +50,18 @@ class EncodedSnapshot:
     layout: Layout
     raw: np.ndarray
     skipped: list[SkippedObject] = field(default_factory=list)
+    #: Graphs, functions, stacks... (their parts, if any, are in the layout).
+    objects: list[ObjectRecord] = field(default_factory=list)
 
     @property
     def unreadable(self) -> list[SkippedObject]:
-        """Histograms that could not be converted (not the non-histogram objects)."""
-        return [s for s in self.skipped if s.reason != "not a histogram"]
+        """Objects that could not be read (not those that cannot be drawn, e.g. trees)."""
+        return [s for s in self.skipped if s.reason != NOT_DRAWABLE]
+
+    @property
+    def empty(self) -> bool:
+        """Nothing readable at all: no histogram, no other drawable object."""
+        return not len(self.layout) and not self.objects
 
 
 def _check_header(source: str | Path) -> None:
@@ -100,6 +110,7 @@ class SnapshotEncoder:
         """Every histogram of a snapshot file; raises RootFileError for an unreadable file."""
         items: list[tuple[Entry, tuple]] = []
         skipped: list[SkippedObject] = []
+        records: list[ObjectRecord] = []
         _check_header(source)
         with _open(source) as file:
             try:
@@ -111,7 +122,14 @@ class SnapshotEncoder:
             for path, key in keys:
                 class_name = key.fClassName
                 if not rootio.HISTOGRAM_CLASS.match(class_name):
-                    skipped.append(SkippedObject(path, class_name, "not a histogram"))
+                    if objects.kind_of(class_name) is None:
+                        skipped.append(SkippedObject(path, class_name, NOT_DRAWABLE))
+                        continue
+                    try:
+                        records.append(self._object(path, class_name, key.get(), file, items))
+                    except Exception as error:  # one damaged object must not lose the others
+                        log.warning("%s: skipping %s (%s): %s", source, path, class_name, error)
+                        skipped.append(SkippedObject(path, class_name, f"unreadable: {error}"))
                     continue
                 try:
                     items.append(self._convert(path, class_name, key.get(), file.file))
@@ -122,7 +140,21 @@ class SnapshotEncoder:
         raw = np.empty(layout.size, dtype=np.float64)
         for i, (entry, arrays) in enumerate(items):
             entry.pack_arrays(layout.block(raw, i), *arrays)
-        return EncodedSnapshot(layout, raw, skipped)
+        return EncodedSnapshot(layout, raw, skipped, records)
+
+    def _object(self, path: str, class_name: str, model, file, items: list) -> ObjectRecord:
+        """The record of a non-histogram object; its parts join ``items`` as histograms."""
+        record, parts = objects.describe(path, class_name, model, file.file)
+        converted = []
+        for part in parts:
+            name = objects.part_path(path, part.name)
+            if part.histogram is not None:
+                entry = Entry.from_histogram(part.histogram)
+                converted.append((entry, _arrays(part.histogram, entry)))
+            else:
+                converted.append(self._convert(name, part.class_name, part.model, file.file))
+        items.extend(converted)  # only once every part is read: all or none
+        return record
 
     def _layout(self, entries: tuple[Entry, ...]) -> Layout:
         key = tuple(e.digest for e in entries)
@@ -198,16 +230,7 @@ class SnapshotEncoder:
         if len(self._entries) > _KEEP:
             self._entries.clear()
         self._entries[signature] = entry
-        h = histogram
-        arrays = (
-            h.values.ravel(order="F"),
-            None if h.sumw2 is None else h.sumw2.ravel(order="F"),
-            None if h.bin_entries is None else h.bin_entries.ravel(order="F"),
-            None if h.bin_sumw2 is None else h.bin_sumw2.ravel(order="F"),
-            h.entries,
-            [h.stats[n] for n in entry.stat_names],
-        )
-        return entry, arrays
+        return entry, _arrays(histogram, entry)
 
     @staticmethod
     def _fits(entry: Entry, arrays: tuple) -> bool:
@@ -216,3 +239,15 @@ class SnapshotEncoder:
         if len(values) != n:
             return False
         return all(a is None or len(a) == n for a in (sumw2, bin_entries, bin_sumw2))
+
+
+def _arrays(h, entry: Entry) -> tuple:
+    """A converted histogram's numbers in the order ``Entry.pack_arrays`` takes them."""
+    return (
+        h.values.ravel(order="F"),
+        None if h.sumw2 is None else h.sumw2.ravel(order="F"),
+        None if h.bin_entries is None else h.bin_entries.ravel(order="F"),
+        None if h.bin_sumw2 is None else h.bin_sumw2.ravel(order="F"),
+        h.entries,
+        [h.stats[n] for n in entry.stat_names],
+    )

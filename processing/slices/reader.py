@@ -62,6 +62,7 @@ from overwatch.histogram import Histogram
 from overwatch.store.db import read
 from processing.ingest.cache import ArrayCache, CachedSnapshot, CacheError
 from processing.ingest.chain import ChainStore
+from processing.ingest.objects import ObjectRecord, is_part
 from processing.ingest.resets import align, reset_paths
 
 log = logging.getLogger(__name__)
@@ -273,8 +274,21 @@ class SliceReader:
 
         times, files, _ = self._records(run, subsystem, pick)
         return [
-            (e.path, e.class_name) for e in self._load(run, subsystem, files, ts).layout.entries
+            (e.path, e.class_name)
+            for e in self._load(run, subsystem, files, ts).layout.entries
+            if not is_part(e.path)  # parts of objects: listed with their objects
         ]
+
+    def objects_at(self, run: int, subsystem: str, ts: float) -> list[ObjectRecord]:
+        """The non-histogram objects of one processed snapshot (graphs, functions, stacks...)."""
+
+        def pick(times: list[float]) -> list:
+            if ts not in times:
+                raise SliceRangeError(f"{_when(ts)} is not a processed snapshot")
+            return [ts]
+
+        _, files, _ = self._records(run, subsystem, pick)
+        return self.cache.objects(run, subsystem, files[ts])
 
     # -- arithmetic -------------------------------------------------------------
     def _compute(self, run, subsystem, times, files, base_ts, end_ts, paths):

@@ -27,6 +27,7 @@ from overwatch.lru import LRU
 from overwatch.plugins import DetectorPlugin, Display, SliceContext, run_hook
 from processing.analysis.slice_analysis import STACK_CLASS, SliceAnalysis
 from processing.analysis.trending import TrendStore
+from processing.ingest.objects import ObjectRecord, assemble, part_path
 from processing.slices.reader import UnknownHistogram
 from processing.slices.spec import SliceSpec, minute_of
 
@@ -50,6 +51,10 @@ class SliceView:
     left_out: list[str]
     seconds: float
     computed_at: float = field(default_factory=time.time)
+    #: The other objects of the snapshot the view ends at (graphs, functions, stacks...).
+    objects: dict[str, ObjectRecord] = field(default_factory=dict)
+    #: Their parts sliced as the view slices (``<path>;<part>`` -> histogram).
+    parts: dict[str, Histogram] = field(default_factory=dict)
     #: What the web keeps per histogram (encoded JSON); dropped with the view.
     encoded: dict[Any, Any] = field(default_factory=dict, repr=False)
     _shown: dict[str, Histogram] = field(default_factory=dict, repr=False)
@@ -80,6 +85,8 @@ class SliceView:
         """The class a path is listed with; UnknownHistogram if the view has no such path."""
         if path in self.analysis.stacks:
             return STACK_CLASS
+        if path in self.objects:
+            return self.objects[path].class_name
         histogram = self.analysis.histograms.get(path)
         if histogram is None:
             raise UnknownHistogram(
@@ -127,6 +134,8 @@ class SliceView:
         spec = self.analysis.stacks.get(path)
         if spec is not None:
             return Display(draw_option=spec.draw_option, logx=spec.logx, logy=spec.logy)
+        if path in self.objects:  # drawn as the producer drew it (its own fOption)
+            return Display(draw_option="")
         key = (self.plugin.name, id(type(self.plugin)), path, class_name)
         found = _DISPLAYS.get(key)
         if found is None:
@@ -148,7 +157,16 @@ class SliceView:
         return ";".join(part for part in parts if part)
 
     def jsroot(self, path: str) -> dict:
-        """TBufferJSON of a path as shown: a histogram, or a stack of its members."""
+        """TBufferJSON of a path as shown: a histogram, a stack of its members, or another
+        object of the producer (its sliced parts in place)."""
+        record = self.objects.get(path)
+        if record is not None:
+            parts = {
+                name: self.parts[part_path(path, name)]
+                for name in record.parts
+                if part_path(path, name) in self.parts
+            }
+            return assemble(record, parts)
         spec = self.analysis.stacks.get(path)
         if spec is None:
             return to_jsroot(self.shown(path))
@@ -219,9 +237,14 @@ class SliceView:
             "check_results": analysis.check_results(),
             "qualities": analysis.qualities(),
             "left_out": list(self.left_out),
+            "not_sliced": self.not_sliced(),
             "errors": list(self.errors),
             "seconds": self.seconds,
         }
+
+    def not_sliced(self) -> list[str]:
+        """Objects a slice cannot change (graphs, functions): shown as at the view's end."""
+        return [path for path, record in self.objects.items() if not record.sliced]
 
     def summary(self) -> dict[str, Any]:
         """The description of an on-demand slice (``/api/runs/<run>/<sys>/slices``).

@@ -65,6 +65,7 @@ from processing.analysis.checks import CheckEngine
 from processing.analysis.live import load_engine, window_size
 from processing.analysis.slice_analysis import STACK_CLASS, analyse_slice, slice_context
 from processing.analysis.trending import TrendStore, trend_dir
+from processing.ingest.objects import split_parts
 from processing.slices.reader import SliceReader, UnknownRun
 from processing.slices.result import SliceTrends, SliceView
 from processing.slices.spec import (
@@ -339,8 +340,9 @@ class SliceService:
         started = time.perf_counter()
         run, subsystem = spec.run, spec.subsystem
         plugin = load_plugin(subsystem)
-        raw = self.reader.slice_between(run, subsystem, spec.start, spec.end)
+        raw, parts = split_parts(self.reader.slice_between(run, subsystem, spec.start, spec.end))
         listed = self.reader.paths_at(run, subsystem, spec.end)
+        objects = {r.path: r for r in self.reader.objects_at(run, subsystem, spec.end)}
         times = self.reader.snapshot_times(run, subsystem)
         begin = run_start(self.db, run)
         events = events_path(plugin, self.settings.events_histogram, subsystem)
@@ -356,8 +358,9 @@ class SliceService:
                 return SliceTrends(store, spec.start, spec.end, values, window)
 
         analysis = analyse_slice(
-            raw, plugin, spec.option_values, context, engine=engine, trends=trends
-        )
+            raw, plugin, spec.option_values, context, engine=engine, trends=trends,
+            objects=list(objects),
+        )  # fmt: skip
         errors = list(analysis.errors)
         if subsystem in load_errors:
             errors.insert(0, load_errors[subsystem])
@@ -373,8 +376,11 @@ class SliceService:
             snapshots=len(covered),
             analysis=analysis,
             paths=[(p, c) for p, c in listed if p in raw]
+            + [(p, r.class_name) for p, r in objects.items()]
             + [(p, histograms[p].class_name) for p in analysis.derived]
             + [(name, STACK_CLASS) for name in analysis.stacks],
+            objects=objects,
+            parts=parts,
             errors=errors,
             left_out=[p for p, _ in listed if p not in raw],
             seconds=time.perf_counter() - started,

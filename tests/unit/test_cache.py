@@ -13,6 +13,7 @@ from overwatch.histogram import Axis, Histogram
 from overwatch.rootio import RootFileError
 from processing.ingest.cache import ArrayCache, CacheError, split_cache_name
 from processing.ingest.cache_layout import Layout, LayoutError
+from processing.ingest.objects import is_part, part_path
 from processing.ingest.read import SnapshotEncoder
 from tests.processing_helpers import SAMPLES
 
@@ -137,11 +138,23 @@ def test_encoder_equals_reference_conversion_on_real_files(sample_file: Path) ->
     first, second = encoder.read(path), encoder.read(path)  # second read: fast path
     histograms = list(reference.histograms.values())
     expected = Layout.of(histograms)
-    assert first.layout.hash == second.layout.hash == expected.hash
+    assert first.layout.hash == second.layout.hash
+    # The file's histograms come first, as the reference converts them; the parts of
+    # other objects (a TEfficiency's passed and total) follow in the same layout.
+    plain = [e for e in first.layout.entries if not is_part(e.path)]
+    assert [e.digest for e in plain] == [e.digest for e in expected.entries]
     packed = expected.pack(histograms)
-    np.testing.assert_array_equal(first.raw, packed)
-    np.testing.assert_array_equal(second.raw, packed)
-    assert {s.path for s in first.skipped} == {s.path for s in reference.skipped}
+    for encoded in (first, second):
+        for i, entry in enumerate(expected.entries):
+            j = encoded.layout.index[entry.path]
+            np.testing.assert_array_equal(
+                encoded.layout.block(encoded.raw, j), expected.block(packed, i)
+            )
+    # What the reference skips as "not a histogram" the encoder keeps if it can be drawn.
+    kept = {record.path for record in first.objects}
+    assert {s.path for s in first.skipped} | kept == {s.path for s in reference.skipped}
+    parts = {e.path for e in first.layout.entries if is_part(e.path)}
+    assert parts == {part_path(r.path, p) for r in first.objects for p in r.parts}
 
 
 def test_encoder_refuses_truncated_and_foreign_files(tmp_path) -> None:

@@ -234,7 +234,7 @@ def test_bad_snapshots_are_recorded_and_skipped(tmp_path, db) -> None:
     }
     assert "truncated" in bad["EMChists.2026_01_01_00_01_00.root"]
     assert "not a ROOT file" in bad["EMChists.2026_01_01_00_02_00.root"]
-    assert "no readable histogram" in bad["EMChists.2026_01_01_00_03_00.root"]
+    assert "nothing readable" in bad["EMChists.2026_01_01_00_03_00.root"]
     assert "invalid snapshot name" in bad["EMChists.2026_13_45_00_00_00.root"]
     assert SliceReader(tmp_path, db).latest_slice(8, "EMC", "a").values[1] == 3
     assert Pipeline(tmp_path, db, SETTINGS).run_until_idle().bad == 0  # not retried

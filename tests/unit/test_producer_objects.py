@@ -1,0 +1,141 @@
+"""Every object a producer sends, shown as ROOT shows it.
+
+Whole-run JSON is ROOT's own, field by field; a slice changes only numbers;
+graphs and functions, which cannot be subtracted, are shown as in the snapshot
+the view ends at ("not sliced"); stacks, polygon histograms and efficiencies
+are sliced through their parts.
+
+Two snapshots of one producer, written by ROOT 6.40 (``tests/fixtures/root_objects``),
+go through processing; the view service's JSON of every histogram is compared
+field by field with ROOT's TBufferJSON: of the second snapshot for the whole run,
+of ROOT's own subtraction for the latest slice (contents, errors, entries and
+statistics; the producer's fMinimum/fMaximum stay, since a slice changes only
+numbers, where the reference, made with a fresh ``Add``, has none).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import uproot
+
+from overwatch.config import ProcessingSettings
+from overwatch.rootjson import to_json
+from overwatch.store.db import open_db
+from processing import SliceService
+from processing.pipeline import Pipeline
+from tests.processing_helpers import T0, snapshot_path
+from tests.rootjson_support import FIXTURES, differences, index, root_json
+
+SETTINGS = ProcessingSettings(events_histogram={})
+HISTOGRAMS = {"TH1F", "TH1D", "TH1I", "TH2F", "TH2D", "TH3F", "TProfile", "TProfile2D"}
+WHOLE = {"TGraph", "TGraphErrors", "TGraphAsymmErrors", "TGraph2D", "TMultiGraph", "TF1", "TF2"}
+SLICED = {"THStack", "TH2Poly"}
+#: Not drawable: ROOT's own bookkeeping and folders.
+NOT_DRAWABLE = {"TProcessID", "TDirectoryFile"}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    for k, n in enumerate((1, 2)):
+        path = snapshot_path(data, 1, "EMC", T0 + 60 * k)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(FIXTURES / f"objects_{n}.root", path)
+    db = open_db("memory://")
+    report = Pipeline(data, db, SETTINGS).run_until_idle()
+    assert (report.processed, report.bad) == (2, 0)
+    yield SliceService(data, db, settings=SETTINGS)
+    db.close()
+
+
+def histogram_keys() -> list[str]:
+    return [key for key, info in index(2).items() if info["class"] in HISTOGRAMS]
+
+
+@pytest.mark.parametrize("key", histogram_keys())
+def test_whole_run_json_is_the_producers(service, key) -> None:
+    view = service.view(1, "EMC", "cumulative")
+    assert differences(view.jsroot(key), root_json(2, key), key) == []
+
+
+@pytest.mark.parametrize("key", histogram_keys())
+def test_a_slice_changes_only_the_numbers(service, key) -> None:
+    view = service.view(1, "EMC", "latest")
+    reference = json.loads((FIXTURES / "slices" / f"{key.replace('/', '__')}.json").read_text())
+    ours = view.jsroot(key)
+    produced = root_json(2, key)
+    for bound in ("fMinimum", "fMaximum"):  # the producer's, kept
+        assert ours[bound] == produced[bound]
+        reference[bound] = produced[bound]
+    assert differences(ours, reference, key) == []
+
+
+def test_the_zoomed_filled_spectrum_is_served_as_drawn(service) -> None:
+    """The issue's example: range 0-1593, filled, 'Counts' - not bare channels."""
+    obj = service.view(1, "EMC", "cumulative").jsroot("hEnergy")
+    assert obj["fYaxis"]["fTitle"] == "Counts"
+    assert (obj["fXaxis"]["fFirst"], obj["fXaxis"]["fLast"]) == (1, 200)
+    assert obj["fFillColor"] == 851 and obj["fFillStyle"] == 1001
+    assert [f["fName"] for f in obj["fFunctions"]["arr"]] == ["peakFit"]
+
+
+def test_the_objects_own_name_is_served(service) -> None:
+    obj = service.view(1, "EMC", "cumulative").jsroot("hChannels")
+    assert obj["fName"] == "labelledChannels"  # not the key name
+
+
+def keys_of(classes: set[str]) -> list[str]:
+    return [key for key, info in index(2).items() if info["class"] in classes]
+
+
+def test_every_drawable_object_is_listed(service) -> None:
+    view = service.view(1, "EMC", "cumulative")
+    listed = dict(view.paths)
+    drawable = {k: i["class"] for k, i in index(2).items() if i["class"] not in NOT_DRAWABLE}
+    readable = {k: c for k, c in drawable.items() if c not in {"TEfficiency", "RooPlot"}}
+    assert {k: listed[k] for k in readable} == readable
+    assert not any(";" in path for path in listed)  # parts are no histograms of their own
+    assert not any(";" in path for path in view.histograms)  # plugins never see them
+
+
+@pytest.mark.parametrize("key", keys_of(WHOLE | SLICED))
+def test_whole_run_json_of_other_objects_is_roots(service, key) -> None:
+    view = service.view(1, "EMC", "cumulative")
+    assert differences(view.jsroot(key), root_json(2, key), key) == []
+
+
+@pytest.mark.parametrize("key", keys_of(WHOLE))
+def test_objects_that_cannot_be_subtracted_show_as_at_the_end(service, key) -> None:
+    view = service.view(1, "EMC", "latest")
+    assert key in view.to_dict()["not_sliced"]
+    assert differences(view.jsroot(key), root_json(2, key), key) == []
+
+
+@pytest.mark.parametrize("key", keys_of(SLICED))
+def test_stacks_and_polygon_histograms_are_sliced_as_root_subtracts(service, key) -> None:
+    view = service.view(1, "EMC", "latest")
+    assert key not in view.to_dict()["not_sliced"]
+    reference = json.loads((FIXTURES / "slices" / f"{key.replace('/', '__')}.json").read_text())
+    assert differences(view.jsroot(key), reference, key) == []
+
+
+def test_a_snapshot_of_graphs_only_is_processed_not_bad(tmp_path) -> None:
+    path = snapshot_path(tmp_path, 2, "TOF", T0)
+    path.parent.mkdir(parents=True)
+    with uproot.open(FIXTURES / "objects_2.root") as source, uproot.recreate(path) as sink:
+        graph = source["gRate"]
+        sink["gRate"] = graph  # uproot writes a TGraph it read back as is
+    db = open_db("memory://")
+    try:
+        report = Pipeline(tmp_path, db, SETTINGS).run_until_idle()
+        assert (report.processed, report.bad) == (1, 0)
+        view = SliceService(tmp_path, db, settings=SETTINGS).view(2, "TOF", "cumulative")
+        assert dict(view.paths) == {"gRate": "TGraph"}
+        with uproot.open(path) as written:  # uproot writes a TGraph its own way
+            expected = to_json(written["gRate"], written.file)
+        assert differences(view.jsroot("gRate"), expected, "gRate") == []
+    finally:
+        db.close()
