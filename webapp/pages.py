@@ -101,6 +101,8 @@ def drawing(resolved: Any, path: str, group: str, args: dict[str, str]) -> dict[
             spec.run, spec.subsystem, path, group=group, **args, **views.changed_options(resolved)
         ),
         "note": view.annotations.get(path),
+        # A graph or function cannot be subtracted: a slice shows it as at its end.
+        "not_sliced": spec.start is not None and path in view.not_sliced(),
         "quality": view.analysis.histogram_qualities().get(path),
         "checks": view.analysis.checks_by_histogram.get(path, []),
     }

@@ -22,10 +22,12 @@ import pytest
 import uproot
 
 from overwatch.config import ProcessingSettings
+from overwatch.jsroot import to_json_bytes
 from overwatch.rootjson import to_json
 from overwatch.store.db import open_db
 from processing import SliceService
 from processing.pipeline import Pipeline
+from tests.jsroot_node import run_jsroot
 from tests.processing_helpers import T0, snapshot_path
 from tests.rootjson_support import FIXTURES, differences, index, root_json
 
@@ -139,3 +141,20 @@ def test_a_snapshot_of_graphs_only_is_processed_not_bad(tmp_path) -> None:
         assert differences(view.jsroot("gRate"), expected, "gRate") == []
     finally:
         db.close()
+
+
+def test_jsroot_draws_every_object_served(service) -> None:
+    """Whole run and latest slice: JSROOT itself (in node) parses and draws each one."""
+    served = []
+    for name in ("cumulative", "latest"):
+        view = service.view(1, "EMC", name)
+        served += [
+            (f"{name}:{path}", to_json_bytes(view.jsroot(path)), None) for path, _ in view.paths
+        ]
+    results = run_jsroot(served)
+    assert len(results) == len(served) > 30
+    failed = {r["name"]: r["error"] for r in results if r["error"] or not r["has_svg"]}
+    assert failed == {}
+    drawn = {r["name"]: r for r in results}
+    assert drawn["cumulative:mgLayers"]["typename"] == "TMultiGraph"
+    assert drawn["latest:sub/hsLayers"]["typename"] == "THStack"
