@@ -158,3 +158,19 @@ def test_jsroot_draws_every_object_served(service) -> None:
     drawn = {r["name"]: r for r in results}
     assert drawn["cumulative:mgLayers"]["typename"] == "TMultiGraph"
     assert drawn["latest:sub/hsLayers"]["typename"] == "THStack"
+
+
+def test_slice_statistics_of_histograms_set_by_bin_equal_roots(service) -> None:
+    """``fTsumw = 0`` upstream (SetBinContent): the slice's mean and std dev are ROOT's."""
+    stats = json.loads((FIXTURES / "slices" / "stats.json").read_text())
+    for key in ("hSetBin", "hEnergy", "pAdc"):
+        expected = stats[key]["slice"]
+        piece = service.view(1, "EMC", "latest").histograms[key]
+        assert piece.entries == pytest.approx(expected["entries"])
+        if stats[key]["range_restricted"]:
+            continue  # ROOT's GetMean honours an axis range; the sums are compared above
+        s = piece.stats
+        mean = s["fTsumwx"] / s["fTsumw"]
+        std = (s["fTsumwx2"] / s["fTsumw"] - mean**2) ** 0.5
+        assert mean == pytest.approx(expected["mean"][0], rel=1e-9), key
+        assert std == pytest.approx(expected["std_dev"][0], rel=1e-9), key
