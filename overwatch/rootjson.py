@@ -217,39 +217,43 @@ def presentation_key(model) -> tuple | None:
     presentation once while it stays the same; None when it cannot be had cheaply (the
     histogram carries functions, whose parameters a producer refits)."""
     key: list = []
-    for name, member in model.all_members.items():
-        if name in SLICED_MEMBERS:
-            continue
-        part = _cheap(member)
-        if part is _EXPENSIVE:
-            return None
-        key.append(part)
+    if not _fingerprint(model, key, 0, SLICED_MEMBERS):
+        return None
     return tuple(key)
 
 
-_EXPENSIVE = object()
+_SCALARS = (bool, int, float, str, type(None), np.bool_, np.integer, np.floating)
 
 
-def _cheap(value: Any, depth: int = 0) -> Any:
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, np.ndarray):
-        return value.tobytes()
-    if depth < 2 and hasattr(value, "all_members"):
-        classname = _classname(value)
+def _fingerprint(model, key: list, depth: int, skip: frozenset[str] = frozenset()) -> bool:
+    """Append what ``model``'s members are to ``key`` (walking uproot's own member dicts,
+    faster than ``all_members``); False if something would be costly to compare."""
+    for base in getattr(model, "_bases", ()):
+        classname = _classname(base)
         if classname.startswith("TArray"):
-            return np.asarray(value).tobytes()
-        if classname in _COLLECTIONS:
-            if len(value) == 0:
-                return ()
-            if all(_classname(item) == "TObjString" for item in value):  # axis labels
-                return tuple((str(item), int(item.all_members["@fUniqueID"])) for item in value)
-            return _EXPENSIVE
-        parts = []
-        for member in value.all_members.values():
-            part = _cheap(member, depth + 1)
-            if part is _EXPENSIVE:
-                return _EXPENSIVE
-            parts.append(part)
-        return (classname, tuple(parts))
-    return _EXPENSIVE
+            continue  # a histogram's bins: sliced
+        if not _fingerprint(base, key, depth, skip):
+            return False
+    for name, value in model._members.items():  # noqa: SLF001 - uproot's own storage
+        if name in skip:
+            continue
+        if isinstance(value, _SCALARS):
+            key.append(value)
+        elif isinstance(value, np.ndarray):
+            key.append(value.tobytes())
+        elif hasattr(value, "_members"):
+            classname = _classname(value)
+            if classname.startswith("TArray") or classname == "TString":
+                key.append(str(value) if classname == "TString" else np.asarray(value).tobytes())
+            elif classname in _COLLECTIONS:
+                if len(value) == 0:
+                    key.append(())
+                elif all(_classname(item) == "TObjString" for item in value):  # axis labels
+                    key.append(tuple((str(i), int(i.member("@fUniqueID"))) for i in value))
+                else:
+                    return False
+            elif depth >= 2 or not _fingerprint(value, key, depth + 1):
+                return False
+        else:
+            return False
+    return True
