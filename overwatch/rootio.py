@@ -27,7 +27,7 @@ import numpy as np
 import uproot
 from uproot.writing import identify
 
-from overwatch import rootjson
+from overwatch import rootjson, rootmodels
 from overwatch.histogram import (
     AXIS_NAMES,
     PROFILE_STAT_NAMES,
@@ -38,6 +38,7 @@ from overwatch.histogram import (
 )
 
 log = logging.getLogger(__name__)
+rootmodels.register()  # uproot models of TEfficiency and RooPlot, for every reader
 
 #: Classes read as histograms. TH2Poly, TH1K, THnSparse and friends are skipped.
 HISTOGRAM_CLASS = re.compile(r"^(TH[123][CSIFDL]|TProfile|TProfile2D|TProfile3D)$")

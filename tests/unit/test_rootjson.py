@@ -5,27 +5,35 @@ from __future__ import annotations
 import pytest
 import uproot
 
+import overwatch.rootio  # noqa: F401 - registers the models of overwatch.rootmodels
 from overwatch.rootjson import to_json
 from tests.rootjson_support import differences, index, root_json, snapshot
+from tests.unit.test_rootmodels import ref_targets
 
-#: Classes uproot cannot read at all (its own limits); they need our own models.
+#: Classes uproot 5.7 cannot read itself: overwatch.rootmodels reads them.
 UPROOT_CANNOT = {"TEfficiency", "RooPlot"}
+#: Object graphs with cycles (RooFit): references compare by the object they point at
+#: (see tests/unit/test_rootmodels.py), not by walking into them again.
+CYCLIC = {"RooPlot"}
 
 
 def _keys() -> list[tuple[int, str]]:
-    return [
-        (n, key)
-        for n in (1, 2)
-        for key, info in index(n).items()
-        if info["json"] and info["class"] not in UPROOT_CANNOT
-    ]
+    return [(n, key) for n in (1, 2) for key, info in index(n).items() if info["json"]]
 
 
 @pytest.mark.parametrize(("n", "key"), _keys(), ids=lambda v: str(v))
 def test_json_equals_roots_field_by_field(n: int, key: str) -> None:
     with uproot.open(snapshot(n)) as file:
         ours = to_json(file[key], file.file)
-    assert differences(ours, root_json(n, key), key) == []
+    roots = root_json(n, key)
+    if index(n)[key]["class"] in CYCLIC:
+        ours, roots = ref_targets(ours), ref_targets(roots, root_binnings=True)
+    assert differences(ours, roots, key) == []
+
+
+def test_classes_uproot_cannot_read_are_compared() -> None:
+    compared = {index(n)[key]["class"] for n, key in _keys()}
+    assert UPROOT_CANNOT <= compared
 
 
 def test_the_comparison_finds_a_changed_field() -> None:
