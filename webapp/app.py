@@ -34,6 +34,7 @@ from webapp import (
     auth,
     download,
     events,
+    jsroot_tree,
     layouts,
     openapi,
     overview,
@@ -105,6 +106,7 @@ def create_app(
     app.register_blueprint(events.bp)  # live events (server-sent) for every page
     app.register_blueprint(openapi.bp)  # /api/openapi.json, the description of the API
     app.register_blueprint(upload.bp)  # POST /api/upload: snapshots over HTTP (DQM agents)
+    app.register_blueprint(jsroot_tree.bp)  # /jsroot/: THttpServer's URLs for the JSROOT GUI
     push.init_app(app)
     app.after_request(_finish)
     _register_errors(app)
