@@ -8,7 +8,9 @@ only *what a slice can change*; this module says it once, per kind:
 - ``whole`` (TGraph and its kinds, TGraph2D, TMultiGraph, TF1/TF2/TF3,
   RooPlot): nothing can be subtracted. The object's ROOT JSON is kept as the
   snapshot has it, and every view shows it as in the snapshot the view ends at
-  ("not sliced").
+  ("not sliced"). A RooPlot is served as JSROOT 7 draws it
+  (:func:`overwatch.rootmodels.rooplot_for_jsroot`): ROOT's own JSON of a
+  RooPlot v3 is not drawable.
 - ``stack`` (THStack): each member histogram is a *part*, sliced like any
   histogram; the stack is rebuilt around the sliced members.
 - ``efficiency`` (TEfficiency): its passed and total histograms are the parts.
@@ -37,6 +39,7 @@ import numpy as np
 from overwatch import rootjson
 from overwatch.histogram import STAT_NAMES, Axis, Histogram
 from overwatch.jsroot import to_jsroot
+from overwatch.rootmodels import rooplot_for_jsroot
 
 PART = ";"
 _WHOLE = re.compile(
@@ -153,6 +156,8 @@ def assemble(record: ObjectRecord, parts: Mapping[str, Histogram]) -> dict[str, 
     """The object's JSON for a view: as the snapshot has it, with each part (sliced as the
     view slices it) in its place. ``parts``: part name -> histogram."""
     obj = json.loads(record.json)
+    if record.class_name == "RooPlot":  # ROOT's own JSON of it is not what JSROOT 7 draws
+        return rooplot_for_jsroot(obj)
     if record.kind == "stack":
         members = obj["fHists"]["arr"]
         for name, part in parts.items():
