@@ -57,13 +57,16 @@ from webapp.security import load_secret_key
 log = logging.getLogger(__name__)
 
 PARTIAL_HEADER = "X-Overwatch-Partial"
+#: Scripts only from this site. 'unsafe-eval' because JSROOT compiles the formula of a
+#: producer's function (TF1, TF2 without saved points) into JavaScript to draw it; no
+#: inline script is allowed, so nothing a page shows can run as code by itself.
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data: blob:; font-src 'self' data:; "
-        "style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; "
+        "style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-eval'; object-src 'none'; "
         "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
     ),
 }

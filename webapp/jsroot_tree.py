@@ -287,18 +287,8 @@ def _build_tree(view: processing.SliceView) -> list[Node]:
             parent = found
         name, realname = namers.setdefault(id(parent), Names())(leaf)
         kind = f"ROOT.{class_name}"
-        parent.children().append(
-            Node(name, kind, _title_of(view, path), realname, object_path=path)
-        )
+        parent.children().append(Node(name, kind, view.title_of(path), realname, object_path=path))
     return top.children()
-
-
-def _title_of(view: processing.SliceView, path: str) -> str:
-    stack = view.analysis.stacks.get(path)
-    if stack is not None:
-        return stack.title
-    histogram = view.histograms.get(path)
-    return getattr(histogram, "title", "") or ""
 
 
 def _file_nodes(run: int, subsystem: str) -> list[Node]:

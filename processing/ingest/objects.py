@@ -32,6 +32,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, TypeVar
 
 import numpy as np
@@ -86,6 +87,12 @@ class ObjectRecord:
     kind: str
     parts: tuple[str, ...]
     json: str  # ROOT's TBufferJSON of the object as the snapshot has it
+
+    @cached_property
+    def title(self) -> str:
+        """The object's own title (``fTitle``), as ROOT lists it."""
+        match = re.search(r'"fTitle":("(?:[^"\\]|\\.)*")', self.json)
+        return json.loads(match.group(1)) if match else ""
 
     @property
     def sliced(self) -> bool:

@@ -95,6 +95,15 @@ class SliceView:
             )
         return histogram.class_name
 
+    def title_of(self, path: str) -> str:
+        """The title a path is shown with: a stack's, an object's or a histogram's own."""
+        if path in self.analysis.stacks:
+            return self.analysis.stacks[path].title
+        if path in self.objects:
+            return self.objects[path].title
+        histogram = self.analysis.histograms.get(path)
+        return histogram.title if histogram is not None else ""
+
     def describe(self) -> str:
         """A few words naming the slice, for messages and badges."""
         spec = self.spec

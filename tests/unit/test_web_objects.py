@@ -70,3 +70,12 @@ def test_the_json_api_serves_roots_json_of_an_object(client) -> None:
     answer = client.get("/api/runs/1/EMC/histograms/mgLayers?slice=cumulative")
     assert answer.status_code == 200
     assert differences(json.loads(answer.data), root_json(2, "mgLayers"), "mgLayers") == []
+
+
+def test_the_jsroot_tree_titles_every_object(client) -> None:
+    """THttpServer's h.json names each object with its class and its own title."""
+    tree = client.get("/jsroot/Run1/EMC/cumulative/h.json").get_json()
+    items = {c["_name"]: c for c in tree.get("_childs", [])}
+    assert items["gRate"]["_kind"] == "ROOT.TGraph"
+    assert items["gRate"]["_title"] == root_json(2, "gRate")["fTitle"]
+    assert items["fSignal"]["_title"] == root_json(2, "fSignal")["fTitle"]

@@ -317,13 +317,15 @@ def running_site(
     step: float = 60.0,
     simulator=None,
     env_extra: dict[str, str] | None = None,
+    prepare=None,
 ) -> Iterator[Site]:
     """Processed simulator data, a ZEO server and ``overwatch web`` (gunicorn) on free ports.
 
     Every process gets its own notice and live-event addresses (free ports), so
     sites of tests running at once never hear each other. With ``processing``,
     ``overwatch process`` runs too (woken by notices on ``Site.notify_address``)
-    and publishes live events to the web server.
+    and publishes live events to the web server. ``prepare(data_dir, db)`` adds more
+    data before the servers start.
     """
     data_dir = tmp_path / "data"
     fs_path = tmp_path / "overwatch.fs"
@@ -339,6 +341,8 @@ def running_site(
         subsystems = tuple(simulator.subsystems) if simulator is not None else ("EMC", "TPC", "HLT")
         build_simulated_run(data_dir, db, run=1, subsystems=subsystems, snapshots=snapshots,
                             step=step, simulator=simulator)  # fmt: skip
+        if prepare is not None:
+            prepare(data_dir, db)
         add_user(db, "shifter")
         token = users.issue_token(db, "shifter")
     finally:
