@@ -367,17 +367,7 @@ def latest_results(
     analysis = view.analysis
     if subsystem in load_errors:
         analysis.errors.insert(0, load_errors[subsystem])
-    results = LatestResults(
-        end,
-        annotations=analysis.annotations,
-        plugin_errors=analysis.capped_errors(),
-        evaluation=analysis.evaluation,
-    )
-    if analysis.evaluation is not None:
-        results.quality = analysis.quality
-        results.group_qualities = analysis.group_qualities()
-        results.check_results = tuple(analysis.check_results())
-    return results
+    return LatestResults.of(end, analysis)
 
 
 def prune(

@@ -121,6 +121,21 @@ class LatestResults:
     plugin_errors: tuple[str, ...] = ()
     evaluation: EvaluationResult | None = None
 
+    @classmethod
+    def of(cls, timestamp: float, analysis) -> LatestResults:
+        """What a slice's analysis (``SliceAnalysis``) writes to its Subsystem."""
+        results = cls(
+            timestamp,
+            annotations=analysis.annotations,
+            plugin_errors=analysis.capped_errors(),
+            evaluation=analysis.evaluation,
+        )
+        if analysis.evaluation is not None:
+            results.quality = analysis.quality
+            results.group_qualities = analysis.group_qualities()
+            results.check_results = tuple(analysis.check_results())
+        return results
+
 
 class LiveAnalysis:
     """Plugins, trend stores and checks for the pipeline of one data directory."""
@@ -236,17 +251,7 @@ class LiveAnalysis:
             errors.append(f"analysis failed: {type(error).__name__}: {error}")
             return LatestResults(end, plugin_errors=tuple(errors))
         analysis.errors[:0] = errors
-        results = LatestResults(
-            end,
-            annotations=analysis.annotations,
-            plugin_errors=analysis.capped_errors(),
-            evaluation=analysis.evaluation,
-        )
-        if analysis.evaluation is not None:
-            results.quality = analysis.quality
-            results.group_qualities = analysis.group_qualities()
-            results.check_results = tuple(analysis.check_results())
-        return results
+        return LatestResults.of(end, analysis)
 
     def _plugin_options(self, plugin: DetectorPlugin) -> dict[str, Any]:
         options = self._options.get(id(plugin))
