@@ -42,6 +42,13 @@ def _process(args: argparse.Namespace) -> int:
     from processing.analysis.live import load_engine
     from processing.pipeline import Pipeline
     from processing.scheduler import ProcessingService
+    from processing.workers import (
+        ClaimRefused,
+        Ownership,
+        WorkerClaim,
+        default_name,
+        heartbeat_seconds,
+    )
 
     settings = _settings(args)
     if settings is None:
@@ -50,6 +57,7 @@ def _process(args: argparse.Namespace) -> int:
     if args.once and not Path(data_dir).is_dir():  # "processed 0" would hide a mistyped path
         return _error("process", FileNotFoundError(f"data directory {data_dir} does not exist"))
     try:  # all configuration first: never start half-configured
+        ownership = Ownership.parse(args.subsystems, args.share)
         zone = timezone_option(args, settings.data.timezone)
         checks = load_engine(args.checks or settings.processing.checks_file)
         dispatcher = build_dispatcher(
@@ -62,10 +70,22 @@ def _process(args: argparse.Namespace) -> int:
         db = _open(args, settings)
     except Exception as error:  # a wrong URI or an unreachable server: say which
         return _error("process", error)
+    status = settings.status
+    worker = WorkerClaim(db, args.worker or default_name(ownership), ownership,
+                         status.dead_seconds)  # fmt: skip
+    try:
+        worker.claim()
+    except ClaimRefused as error:  # never two workers on one chain
+        db.close()
+        return _error("process", error)
+    except Exception as error:
+        db.close()
+        return _error("process", error)
     try:
         pipeline = Pipeline(
-            data_dir, db, settings.processing, checks=checks, alarms=alarms, timezone=zone
-        )
+            data_dir, db, settings.processing, checks=checks, alarms=alarms, timezone=zone,
+            owns=None if ownership.everything else ownership.owns,
+        )  # fmt: skip
         if args.once:
             dispatcher.start()
             try:
@@ -73,6 +93,7 @@ def _process(args: argparse.Namespace) -> int:
             finally:
                 dispatcher.wait_idle(10.0)
                 dispatcher.stop()
+                worker.release(pipeline.last_pass_finished, pipeline.processed_total)
             print(f"processed {report.processed} snapshots, {report.bad} bad", flush=True)
             for failure in report.failed:
                 print(f"failed: {failure}", file=sys.stderr)
@@ -94,14 +115,23 @@ def _process(args: argparse.Namespace) -> int:
                 settings.receiver.notify_address,
                 dispatcher=dispatcher,
                 events_address=settings.processing.events_address,
+                worker=worker,
+                heartbeat=heartbeat_seconds(status.late_seconds, status.dead_seconds),
+                notify_required=ownership.everything,
             )
         except Exception as error:  # e.g. the notice address is taken by another processing
+            worker.release(0.0, 0)
             return _error("process", error)
         service.start()
-        print(f"processing {data_dir} (notices on {service.notify_address})", flush=True)
+        print(
+            f"processing {data_dir} as worker {worker.name!r} owning {ownership.describe()} "
+            f"(notices on {service.notify_address})",
+            flush=True,
+        )
         try:
-            while not stop.wait(1.0):
-                pass
+            while not stop.wait(0.5):
+                if service.lost.is_set():  # another worker took our subsystems over
+                    return 1
         finally:
             service.stop()
         return 0
@@ -249,6 +279,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _storage_arguments(process)
     add_timezone_options(process)
     process.add_argument("--once", action="store_true", help="process what is there, then exit")
+    owned = process.add_mutually_exclusive_group()
+    owned.add_argument(
+        "--subsystems",
+        metavar="SYS,SYS",
+        help="a worker owning only these subsystems (default: every subsystem); a worker "
+        "refuses to start while an alive one owns any of them",
+    )
+    owned.add_argument(
+        "--share",
+        metavar="K/N",
+        help="a worker owning share K of N: every subsystem whose CRC-32 modulo N is K-1 "
+        "(start one worker per share, 1/N to N/N)",
+    )
+    process.add_argument(
+        "--worker",
+        metavar="NAME",
+        help="this worker's name on the status page (default: the host name, plus the "
+        "subsystems it owns)",
+    )
     process.add_argument(
         "--checks",
         metavar="FILE",

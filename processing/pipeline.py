@@ -64,6 +64,11 @@ caught up), with one log line per failure saying when the next try is. The
 other chains go on meanwhile, each pass as usual. Failing chains are listed on
 the status page with their error and next retry
 (``ProcessingStatus.failing_chains``) until they succeed again.
+
+Workers: ``owns`` (a worker's :class:`processing.workers.Ownership`, None: every
+subsystem) limits the pipeline to the chains of its subsystems; the scanner
+never lists the others, and the failing chains of other workers are left as
+they recorded them.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ import bisect
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,15 +160,18 @@ class Pipeline:
         retry_seconds: float | None = None,
         retry_max_seconds: float | None = None,
         timezone: str = archive.UTC,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         self.settings = settings or ProcessingSettings()
+        #: Whether this worker processes a subsystem (None: every one; ``processing.workers``).
+        self.owns = owns
         #: Zone of Overwatch-form names in runs whose folders do not declare one.
         self.timezone = timezone
         self.data = DataDir(data_dir)
         self.db = db
         self.cache = ArrayCache(data_dir, fsync=self.settings.cache_fsync)
         self.encoder = SnapshotEncoder()
-        self.scanner = Scanner(data_dir)
+        self.scanner = Scanner(data_dir, owns)
         self.chains: dict[Key, ChainStore] = {}
         self.alarms = alarms if analysis else None
         self.live = (
@@ -183,6 +192,9 @@ class Pipeline:
         self._last_status = 0.0
         #: Where committed changes are announced (``overwatch.events.EventPublisher``).
         self.events: EventPublisher | None = None
+        #: For this worker's heartbeat: when its last pass finished, snapshots processed.
+        self.last_pass_finished = 0.0
+        self.processed_total = 0
 
     # -- passes -----------------------------------------------------------------
     def run_pass(self, hints: set[Key] | None = None) -> PassReport:
@@ -209,6 +221,8 @@ class Pipeline:
             if key not in changed:
                 chain.last = None  # idle: free its arrays; the cache has them (mmap on demand)
         finished = time.time()
+        self.last_pass_finished = finished
+        self.processed_total += report.processed
         if report.processed or report.failed or finished - self._last_status > 60:
             try:
                 records.commit_pass(self.db, started, finished, "; ".join(report.failed)[:1000])
@@ -285,7 +299,13 @@ class Pipeline:
 
         def work(root) -> None:
             status = overwatch_root(root).processing
-            status.failing_chains = failing  # replaced whole: plain data, never mutated
+            # Other workers' chains stay as they recorded them (replaced whole: plain data).
+            others = {
+                chain: entry
+                for chain, entry in status.failing_chains.items()
+                if self.owns is not None and not self.owns(chain.rpartition("/")[2])
+            }
+            status.failing_chains = {**others, **failing}
             status.bad_run_dirs = health[1]
 
         try:

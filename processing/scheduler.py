@@ -25,6 +25,22 @@ Live events: with ``events_address`` the service binds an
 ``snapshot`` event after each commit and the alarm manager an ``alarm`` event
 per alarm opened, escalated or closed. Event notices from the web app (an
 acknowledgement) come in on the notice socket and are republished as they are.
+
+Several workers (``processing.workers``): notices stay one PUSH/PULL socket,
+so receivers and the web app are unchanged. The rule: the worker that binds
+``receiver.notify_address`` first holds it; it is woken by the notices of the
+subsystems it owns and ignores the others (their owners scan them anyway).
+A worker owning only some subsystems that finds the address taken goes on
+without notices, processing every ``processing.interval`` seconds (a warning
+says so; give it a short interval, or run the worker whose subsystems need
+the quickest turnaround first). A worker owning every subsystem still
+refuses to start without its notices, as before. Likewise only the worker
+that binds ``processing.events_address`` publishes live events (and
+republishes the web app's); pages show the other workers' snapshots when
+they poll. Each worker's claim is kept alive by a second job, the heartbeat
+(``WorkerClaim.heartbeat`` every ``heartbeat`` seconds, concurrent with a
+pass so a long pass does not look like a death); if the claim was taken over
+the service stops processing and sets :attr:`ProcessingService.lost`.
 """
 
 from __future__ import annotations
@@ -40,10 +56,12 @@ from overwatch.events import EventPublisher
 from overwatch.notices import Notice, NoticeListener
 from processing.analysis.alarms import NotificationDispatcher
 from processing.pipeline import Key, Pipeline
+from processing.workers import ClaimLost, WorkerClaim
 
 log = logging.getLogger(__name__)
 
 JOB_ID = "process"
+HEARTBEAT_JOB_ID = "heartbeat"
 
 
 class ProcessingService:
@@ -58,8 +76,15 @@ class ProcessingService:
         dispatcher: NotificationDispatcher | None = None,
         drain: float = 2.0,
         events_address: str | None = None,
+        worker: WorkerClaim | None = None,
+        heartbeat: float = 10.0,
+        notify_required: bool = True,
     ) -> None:
         self.pipeline = pipeline
+        self.worker = worker
+        self.heartbeat = heartbeat
+        #: Set when this worker's claim was taken over: it processes no more.
+        self.lost = threading.Event()
         self.interval = interval
         self.dispatcher = dispatcher
         self.drain = drain
@@ -76,11 +101,20 @@ class ProcessingService:
             pipeline.events = self.events
             if pipeline.alarms is not None:
                 pipeline.alarms.on_change = self._alarm_changed
-        self._listener = (
-            NoticeListener(notify_address, on_event=self.events.republish if self.events else None)
-            if notify_address
-            else None
-        )
+        self._listener = None
+        if notify_address:
+            try:
+                self._listener = NoticeListener(
+                    notify_address, on_event=self.events.republish if self.events else None
+                )
+            except Exception as error:
+                if notify_required:
+                    raise
+                log.warning(
+                    "notices on %s are taken (%s), likely by another worker: processing "
+                    "every %gs without them",
+                    notify_address, error, interval,
+                )  # fmt: skip
         self._listening = threading.Event()  # set to stop the listener thread
         self._listener_thread: threading.Thread | None = None
 
@@ -101,6 +135,11 @@ class ProcessingService:
             misfire_grace_time=None,
             next_run_time=datetime.now(UTC),
         )
+        if self.worker is not None:
+            self._scheduler.add_job(
+                self._beat, "interval", seconds=self.heartbeat, id=HEARTBEAT_JOB_ID,
+                coalesce=True, max_instances=1, misfire_grace_time=None,
+            )  # fmt: skip
         self._scheduler.start()
         if self._listener is not None:
             self._listener_thread = threading.Thread(
@@ -122,7 +161,26 @@ class ProcessingService:
         self.events.publish("alarm", action=action, alarm=alarm)
 
     def _on_notice(self, notice: Notice) -> None:
+        owns = self.pipeline.owns
+        if owns is not None and not owns(notice["subsystem"]):
+            return  # another worker's subsystem: its owner scans it
         self.wake((notice["run"], notice["subsystem"]))
+
+    def _beat(self) -> None:
+        """The worker's heartbeat (a scheduler job of its own)."""
+        assert self.worker is not None
+        try:
+            self.worker.heartbeat(self.pipeline.last_pass_finished, self.pipeline.processed_total)
+        except ClaimLost as error:
+            log.error("%s: processing stops", error)
+            self.lost.set()
+            for job in (JOB_ID, HEARTBEAT_JOB_ID):
+                try:
+                    self._scheduler.remove_job(job)
+                except Exception:  # already gone
+                    log.debug("job %s already removed", job)
+        except Exception as error:  # the database away: shown late, then dead, until it is back
+            log.warning("worker heartbeat not recorded: %s", error)
 
     def wake(self, key: Key | None = None) -> None:
         """Run a pass now (called by the listener thread)."""
@@ -145,7 +203,7 @@ class ProcessingService:
             self._in_pass = False
 
     def _passes(self) -> None:
-        while True:
+        while not self.lost.is_set():
             self._pending.clear()
             with self._lock:
                 hints, self._hints = self._hints, set()
@@ -176,6 +234,11 @@ class ProcessingService:
             self._listener.close()  # never started: nobody else would close it
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
+        if self.worker is not None and not self.lost.is_set():
+            try:
+                self.worker.release(self.pipeline.last_pass_finished, self.pipeline.processed_total)
+            except Exception:  # shown dead once its heartbeat is old: nothing is lost
+                log.warning("could not mark the worker stopped", exc_info=True)
         if self.events is not None:
             self.events.close()
         if self.dispatcher is not None:

@@ -12,6 +12,13 @@ because they keep failing are listed with their error and next retry (red:
 their data waits), and folders named like run directories that hold no valid
 run with the reason (amber).
 
+Processing workers (``processing.workers``): one row per ``Worker`` record
+(name, host, pid, what it owns, last pass, snapshots processed), coloured by
+its heartbeat age with the same thresholds; a worker that stopped cleanly is
+dead too. Any dead worker makes the processing status dead (its subsystems
+are not processed), a late one late. A database from before workers has no
+records: no rows, and the status is judged by the passes as before.
+
 Receivers write their heartbeat to ``DataDir.heartbeat_file(SYS)``
 (``<data>/status/receiver-<SYS>.json``); this module lists those files with
 ``DataDir.heartbeat_files`` and reads them with ``overwatch.notices``'
@@ -229,8 +236,43 @@ def bad_snapshots(root) -> list[dict[str, Any]]:
     return rows
 
 
-def _database_view() -> tuple[bool, dict[str, Any], str]:
-    """(reachable, processing status, error text) from the database."""
+def worker_rows(root, now: float, late: float, dead: float) -> list[dict[str, Any]]:
+    """One row per processing worker record, by name."""
+    rows = []
+    for name, record in sorted((root.workers or {}).items()):
+        seen = _age(now, record.last_seen)
+        state = str(record.state)
+        status = DEAD if state == "stopped" else level(seen, late, dead)
+        share = str(record.share or "")
+        owns = (
+            ",".join(record.subsystems) if record.subsystems else
+            f"share {share}" if share else "all"
+        )  # fmt: skip
+        rows.append(
+            {
+                "name": str(name),
+                "host": str(record.host),
+                "pid": int(record.pid),
+                "subsystems": list(record.subsystems),
+                "share": share,
+                "owns": owns,
+                "state": state,
+                "status": status,
+                "started": record.started,
+                "last_seen": record.last_seen,
+                "heartbeat_age": seen,
+                "last_pass": record.last_pass or None,
+                "pass_age": _age(now, record.last_pass),
+                "processed": int(record.processed),
+            }
+        )
+    return rows
+
+
+def _database_view(
+    now: float, late: float, dead: float
+) -> tuple[bool, dict[str, Any], list[dict[str, Any]], str]:
+    """(reachable, processing status, worker rows, error text) from the database."""
     try:
         root = overwatch()
         proc = root.processing
@@ -247,10 +289,10 @@ def _database_view() -> tuple[bool, dict[str, Any], str]:
             ],
             "bad_snapshots": bad_snapshots(root),
         }
-        return True, processing, ""
+        return True, processing, worker_rows(root, now, late, dead), ""
     except Exception as error:  # the page must render even when the database is gone
         log.warning("status page: database unreachable: %s", error)
-        return False, {}, f"{type(error).__name__}: {error}"
+        return False, {}, [], f"{type(error).__name__}: {error}"
 
 
 def collect(now: float | None = None) -> dict[str, Any]:
@@ -259,7 +301,7 @@ def collect(now: float | None = None) -> dict[str, Any]:
     res = resources()
     late, dead = res.settings.status.late_seconds, res.settings.status.dead_seconds
     data_dir = DataDir(res.data_dir)
-    reachable, processing, db_error = _database_view()
+    reachable, processing, workers, db_error = _database_view(now, late, dead)
     receivers = receiver_rows(_heartbeat_files(data_dir), now, late, dead)
 
     newest = max((r["last_snapshot"] or 0.0 for r in receivers), default=0.0)
@@ -277,6 +319,8 @@ def collect(now: float | None = None) -> dict[str, Any]:
         processing_status = worst(processing_status, LATE)
     if processing.get("failing_chains"):  # data of those chains is not processed
         processing_status = worst(processing_status, DEAD)
+    if workers:  # a dead worker's subsystems are not processed
+        processing_status = worst(processing_status, *(w["status"] for w in workers))
     for row in processing.get("failing_chains", []):
         retry = row["next_retry"]
         row["retry_in"] = max(0.0, retry - now) if isinstance(retry, int | float) else None
@@ -315,6 +359,7 @@ def collect(now: float | None = None) -> dict[str, Any]:
             "error": db_error,
         },
         "disk": disk,
+        "workers": workers,
         "notifications": notification_view(data_dir, now, dead),
     }
 

@@ -45,6 +45,11 @@ class OverwatchRoot(Persistent):
         self.check_states = OOBTree()
         # slice id -> SliceRequest (on-demand slices; created on first use in older databases)
         self.slice_requests = OOBTree()
+        self.workers = PersistentMapping()  # worker name -> Worker
+
+    #: Class default, so databases from before processing workers load; the first
+    #: worker's claim creates the mapping (see ``processing.workers``).
+    workers: PersistentMapping | None = None
 
 
 class ProcessingStatus(Persistent):
@@ -64,6 +69,31 @@ class ProcessingStatus(Persistent):
         self.last_snapshot_processed = 0.0  # timestamp of the newest snapshot handled
         self.snapshots_processed = 0
         self.last_error = ""
+
+
+class Worker(Persistent):
+    """One ``overwatch process`` worker and the subsystems it claimed (``processing.workers``).
+
+    ``subsystems`` (a tuple of names) or ``share`` ("K/N") say what it owns;
+    neither: every subsystem. ``last_seen`` is its heartbeat, ``last_pass``
+    when its last pass finished, ``processed`` the snapshots it processed
+    since it started. ``state`` is "running" or "stopped" (a clean stop). Only
+    the worker itself writes its record after the claim, so heartbeats of
+    several workers never conflict.
+    """
+
+    subsystems: tuple[str, ...] = ()
+    share = ""
+    state = "running"
+    last_pass = 0.0
+    processed = 0
+
+    def __init__(self, name: str, host: str, pid: int, started: float) -> None:
+        self.name = name
+        self.host = host
+        self.pid = pid
+        self.started = started
+        self.last_seen = started
 
 
 class Run(Persistent):

@@ -5,12 +5,16 @@ not its name reads as a snapshot (the pipeline records the ones that do not as
 bad, with the reason), and so are the old receivers' files lying flat in the
 data directory (``<SYS>histos_<run>_<mode>_<time>.root``), under the run and
 subsystem their names give (see :mod:`overwatch.store.archive`).
+
+A worker owning some subsystems only (``processing.workers``) passes ``owns``:
+the folders and flat files of other subsystems are never listed.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from overwatch import names
@@ -25,8 +29,9 @@ class Scanner:
 
     SETTLE = 2.0  # seconds: a directory modified this recently is listed again (mtime ticks)
 
-    def __init__(self, data_dir: str | Path) -> None:
+    def __init__(self, data_dir: str | Path, owns: Callable[[str], bool] | None = None) -> None:
         self.data = DataDir(data_dir)
+        self.owns = owns or (lambda subsystem: True)  # noqa: ARG005 - None: every subsystem
         self._seen: dict[Path, tuple[int, float]] = {}
         self._flat: dict[Key, int] = {}  # (run, subsystem) -> old receivers' files seen flat
 
@@ -40,6 +45,8 @@ class Scanner:
         run_entries = []
         for run_entry in os.scandir(root):
             match = names.RECEIVER_FILE_PATTERN.fullmatch(run_entry.name)
+            if match is not None and not self.owns(match["subsystem"]):
+                continue
             if match is not None and names.is_run(int(match["run"])):
                 flat.setdefault((int(match["run"]), match["subsystem"]), []).append(run_entry.name)
             elif names.parse_run_dir(run_entry.name) is not None and run_entry.is_dir():
@@ -53,6 +60,8 @@ class Scanner:
             for sub_entry in os.scandir(run_entry.path):
                 # A folder that is no subsystem name cannot hold snapshot files.
                 if not names.is_subsystem(sub_entry.name) or not sub_entry.is_dir():
+                    continue
+                if not self.owns(sub_entry.name):  # another worker's
                     continue
                 key = (run, sub_entry.name)
                 path = Path(sub_entry.path)
