@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml setup.py
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# Debian packages the browser and JSROOT tests need (CI runs as root on a bare machine).
+# Debian packages the browser, JSROOT and PostgreSQL tests need (CI runs as root on a bare
+# machine; the tests start their own PostgreSQL server, not the package's).
 # apt waits up to APT_LOCK_WAIT seconds for a busy lock (unattended upgrades at boot)
 # instead of failing at once.
 APT_LOCK_WAIT ?= 300
@@ -31,6 +32,10 @@ system-deps:
 	fi
 	@if ! command -v node >/dev/null 2>&1; then \
 		$(APT_GET) update -qq && $(APT_GET) install -y -qq nodejs npm >/dev/null; \
+	fi
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "installing postgresql (Debian package) for the postgresql:// backend tests"; \
+		$(APT_GET) update -qq && $(APT_GET) install -y -qq postgresql >/dev/null; \
 	fi
 
 node-deps: $(NODE_STAMP)

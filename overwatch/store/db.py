@@ -6,23 +6,29 @@ One URI selects the backend:
   a second process opening it gets :class:`DatabaseLocked`, which says to use ZEO;
 - ``zeo://HOST:PORT``: a ZEO server, so receivers, processing and the web app
   can share one database from separate processes (the deployment default);
+- ``postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME``: a history-free RelStorage
+  on PostgreSQL, shared like ZEO by processes on several machines
+  (:mod:`overwatch.store.postgres` says what was chosen and why);
 - ``memory://``: a throw-away MappingStorage for unit tests.
 
 Every write goes through :func:`transact`, which retries the whole unit of work
-on ``ConflictError`` (two processes wrote the same object) and on a ZEO
-disconnection (the server restarted), so callers never handle either.
+on ``ConflictError`` (two processes wrote the same object) and on a lost
+server (ZEO or PostgreSQL restarted), so callers never handle either.
 
-Readers that must not wait (the web app) open a ZEO storage with a short
+Readers that must not wait (the web app) open a shared storage with a short
 ``wait_timeout`` and ask :func:`wait_connected` / :func:`check_reachable`, which
-raise :class:`DatabaseUnavailable` instead of blocking.
+raise :class:`DatabaseUnavailable` instead of blocking. Messages name a URI
+through :func:`redact`: a PostgreSQL password is never printed.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -30,6 +36,7 @@ from urllib.parse import urlparse
 
 import transaction
 import ZODB
+import ZODB.Connection
 from ZODB.POSException import ConflictError
 
 from overwatch.store import migrations
@@ -49,7 +56,16 @@ class DatabaseLocked(RuntimeError):
 
 
 class DatabaseUnavailable(RuntimeError):
-    """The database does not answer within the time the caller can wait (ZEO server down)."""
+    """The database does not answer within the time the caller can wait (its server is down)."""
+
+
+def redact(uri: str) -> str:
+    """A storage URI without its password, for messages, logs and pages.
+
+    Greedy up to the last ``@`` of the authority, as URL parsers split it, so a
+    password with an unencoded ``@`` is hidden whole.
+    """
+    return re.sub(r"//([^:/@]*):[^/?#]*@", r"//\1:***@", uri)
 
 
 def single_process(uri: str) -> bool:
@@ -58,12 +74,43 @@ def single_process(uri: str) -> bool:
 
 
 def disconnected_errors() -> tuple[type[BaseException], ...]:
-    """What a storage raises when its server went away (ZEO's ``ClientDisconnected``)."""
+    """What a storage raises when its server went away (ZEO's ``ClientDisconnected``,
+    psycopg2's ``OperationalError`` and ``InterfaceError``)."""
+    from overwatch.store import postgres
+
     try:
         from ZEO.Exceptions import ClientDisconnected
     except ImportError:  # ZEO is a dependency, but keep file:// usable without it
-        return ()
-    return (ClientDisconnected,)
+        return postgres.disconnected_errors()
+    return (ClientDisconnected, *postgres.disconnected_errors())
+
+
+class _Connection(ZODB.Connection.Connection):
+    """A connection that goes back to the pool when opening it fails.
+
+    Why: RelStorage polls the server while a connection opens; with the server
+    down ZODB's ``open`` raises after taking the connection from the pool and
+    before registering it with its transaction manager, so it would leak and
+    ``DB.close()`` would fail on it later.
+    """
+
+    def open(self, transaction_manager=None, delegate=True):  # noqa: ANN001 - ZODB's signature
+        try:
+            super().open(transaction_manager, delegate)
+        except BaseException:
+            self.transaction_manager = None  # never registered: close() must not unregister it
+            self.close()
+            raise
+
+
+class _DB(ZODB.DB):
+    klass = _Connection
+
+
+#: Per open database, the real round trip :func:`check_reachable` makes (timeout in s).
+_round_trips: weakref.WeakKeyDictionary[ZODB.DB, Callable[[float], None]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def open_db(uri: str, *, wait_timeout: float = 30.0, read_only: bool = False) -> ZODB.DB:
@@ -91,15 +138,24 @@ def open_db(uri: str, *, wait_timeout: float = 30.0, read_only: bool = False) ->
         storage = ClientStorage(
             (parsed.hostname, parsed.port), wait_timeout=wait_timeout, read_only=read_only
         )
+    elif parsed.scheme in ("postgresql", "postgres"):
+        from overwatch.store import postgres
+
+        storage = postgres.open_storage(uri, wait_timeout=wait_timeout, read_only=read_only)
     elif parsed.scheme == "memory":
         from ZODB.MappingStorage import MappingStorage
 
         storage = MappingStorage()
     else:
         raise DatabaseURIError(
-            f"{uri!r}: unknown storage; use file://PATH, zeo://HOST:PORT or memory://"
+            f"{redact(uri)!r}: unknown storage; use file://PATH, zeo://HOST:PORT, "
+            "postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME or memory://"
         )
-    db = ZODB.DB(storage)
+    db = _DB(storage)
+    if parsed.scheme in ("postgresql", "postgres"):
+        _round_trips[db] = lambda timeout: postgres.probe(uri, timeout)
+    elif callable(getattr(storage, "server_status", None)):
+        _round_trips[db] = lambda timeout: storage.server_status(timeout=timeout)
     if not read_only:
         transact(db, _ensure_root)
     return db
@@ -129,11 +185,11 @@ def check_reachable(db: ZODB.DB, timeout: float) -> None:
 
     Why a round trip: a ZEO client answers loads and ``lastTransaction()`` from
     its cache while the server is down, and ``is_connected()`` stays true while
-    a server hangs. ``server_status`` needs the server. Embedded storages are
-    read by the caller itself.
+    a server hangs. ``server_status`` needs the server; on PostgreSQL a new
+    connection runs ``SELECT 1``. Embedded storages are read by the caller itself.
     """
-    status = getattr(db.storage, "server_status", None)
-    if not callable(status):
+    status = _round_trips.get(db)
+    if status is None:
         return
     deadline = time.monotonic() + timeout
     if not _probing.acquire(timeout=timeout):
@@ -143,7 +199,7 @@ def check_reachable(db: ZODB.DB, timeout: float) -> None:
 
     def probe() -> None:
         try:
-            status(timeout=max(0.01, deadline - time.monotonic()))
+            status(max(0.01, deadline - time.monotonic()))
         except Exception as error:  # reported to the caller below
             outcome.append(error)
         finally:

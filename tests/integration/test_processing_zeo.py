@@ -1,10 +1,13 @@
-"""The deployed shape: a ZEO server, a simulator, two receivers and processing, all processes.
+"""The deployed shape: a shared database, a simulator, two receivers and processing, all processes.
 
-The test process is the reader. It checks that every snapshot the receivers
-wrote gets exactly one record and one latest slice, that slices read over ZEO
-equal an independent uproot computation, and that processing rides out a
-restart of the ZEO server: snapshots written while the server is down are
-processed once it is back on the same port.
+Run on both shared backends: a ZEO server (``runzeo``) and PostgreSQL through
+RelStorage (the session's server, ``tests/postgres_support.py``). The test
+process is the reader. It checks that every snapshot the receivers wrote gets
+exactly one record and one latest slice, that slices read from the shared
+database equal an independent uproot computation, and that processing rides out
+a restart of the database server (``runzeo`` stopped and started again;
+``pg_ctl stop -m fast`` then ``start``): snapshots written while the server is
+down are processed once it is back on the same port.
 """
 
 from __future__ import annotations
@@ -77,6 +80,37 @@ def snapshot_files(data: Path, subsystem: str) -> list[Path]:
     return sorted(p for p in directory.glob(f"{subsystem}hists.*.root"))
 
 
+class Zeo:
+    """``runzeo`` serving a file, as one of the test's processes."""
+
+    def __init__(self, procs: Processes, path: Path) -> None:
+        self.procs, self.port = procs, free_port()
+        runzeo = str(Path(sys.executable).parent / "runzeo")
+        self.argv = ["runzeo", runzeo, "-a", f"127.0.0.1:{self.port}", "-f", str(path)]
+        self.uri = f"zeo://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.procs.start(*self.argv)  # the same port and file each time
+        wait_for(lambda: port_open(self.port), 30, "the ZEO server to listen")
+
+    def stop(self) -> None:
+        self.procs.stop("runzeo")
+
+
+class Postgres:
+    """The session's PostgreSQL server and a fresh database on it."""
+
+    def __init__(self, server, uri: str) -> None:
+        self.server, self.uri = server, uri
+
+    def start(self) -> None:
+        if not self.server.running():
+            self.server.start()  # the same port and data
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
 def timestamp_of(path: Path) -> float:
     return timestamps.to_unix(timestamps.parse_snapshot_filename(path.name).instant)
 
@@ -106,10 +140,10 @@ def caught_up(db, data: Path) -> bool:
     )
 
 
-@pytest.fixture
-def system(tmp_path):
+@pytest.fixture(params=["zeo", "postgresql"])
+def system(request, tmp_path):
     data = tmp_path / "data"
-    zeo_port, sim_port, notify_port = free_port(), free_port(), free_port()
+    sim_port, notify_port = free_port(), free_port()
     env = dict(os.environ)
     env.update(
         HOME=str(tmp_path),
@@ -120,12 +154,15 @@ def system(tmp_path):
         OVERWATCH_RECEIVER__MAX_CLOCK_SKEW="86400",
     )
     procs = Processes(tmp_path, env)
-    runzeo = str(Path(sys.executable).parent / "runzeo")
-    zeo = ["runzeo", runzeo, "-a", f"127.0.0.1:{zeo_port}", "-f", str(tmp_path / "zeo.fs")]
-    procs.start(*zeo)
+    if request.param == "zeo":
+        database = Zeo(procs, tmp_path / "zeo.fs")
+    else:
+        database = Postgres(
+            request.getfixturevalue("postgres_server"), request.getfixturevalue("postgres_uri")
+        )
     try:
-        wait_for(lambda: port_open(zeo_port), 30, "the ZEO server to listen")
-        uri = f"zeo://127.0.0.1:{zeo_port}"
+        database.start()
+        uri = database.uri
         procs.overwatch("process", "process", "--data-dir", str(data), "--db", uri)
         procs.overwatch(
             "simulate", "simulate", "--subsystems", ",".join(SUBSYSTEMS), "--seed", "5",
@@ -136,13 +173,15 @@ def system(tmp_path):
                 f"receive-{subsystem}", "receive", "--subsystem", subsystem, "--data-dir", str(data),
                 "--connect", f"tcp://127.0.0.1:{sim_port}", "--interval", "1",
             )  # fmt: skip
-        yield procs, data, uri, zeo
+        yield procs, data, uri, database
     finally:
         procs.stop_all()
+        if isinstance(database, Postgres):
+            database.start()  # back for the session's next test, even after a failure
 
 
-def test_receivers_processing_and_a_zeo_restart(system) -> None:
-    procs, data, uri, zeo = system
+def test_receivers_processing_and_a_database_restart(system) -> None:
+    procs, data, uri, database = system
     db = open_db(uri)
     try:
         wait_for(
@@ -152,15 +191,14 @@ def test_receivers_processing_and_a_zeo_restart(system) -> None:
     finally:
         db.close()
 
-    # The ZEO server goes away; receivers keep writing snapshots.
-    procs.stop("runzeo")
+    # The database server goes away; receivers keep writing snapshots.
+    database.stop()
     counts = {s: len(snapshot_files(data, s)) for s in SUBSYSTEMS}
     wait_for(
         lambda: all(len(snapshot_files(data, s)) >= counts[s] + 3 for s in SUBSYSTEMS),
         60, "snapshots written while the database is down",
     )  # fmt: skip
-    procs.start(*zeo)  # the same port and file
-    wait_for(lambda: port_open(int(uri.rsplit(":", 1)[1])), 30, "the ZEO server to come back")
+    database.start()  # the same port and data
     wait_for(lambda: all(len(snapshot_files(data, s)) >= counts[s] + 5 for s in SUBSYSTEMS), 60,
              "more snapshots")  # fmt: skip
     for subsystem in SUBSYSTEMS:
