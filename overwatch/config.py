@@ -145,6 +145,7 @@ class WebSettings:
     layouts_dir: str = ""
     max_streams: int = _bounded(256, ge=1)
     database_timeout: float = _bounded(3.0, gt=0, le=60)
+    metrics_token: str = ""
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from webapp import (
     events,
     jsroot_tree,
     layouts,
+    metrics,
     openapi,
     overview,
     pages,
@@ -97,6 +98,7 @@ def create_app(
     app.extensions[EXTENSION] = Resources(settings, db=db, data_dir=data_dir)
     app.teardown_appcontext(close_connection)
 
+    metrics.init_app(app)  # GET /metrics; first, so request timing includes the login check
     auth.init_app(app)
     for blueprint in (pages.bp, api.bp, status.bp, download.bp):
         app.register_blueprint(blueprint)

@@ -56,11 +56,12 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("auth", __name__)
 
-#: Endpoints anyone may reach: the login form, the health check, static files.
-PUBLIC_ENDPOINTS = frozenset({"auth.login", "api.healthz", "static"})
+#: Endpoints anyone may reach: the login form, the health check, static files, the
+#: metrics (which check web.metrics_token themselves, see webapp.metrics).
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "api.healthz", "static", "metrics.scrape"})
 #: Answered without looking the session's user up: a health check must not depend on
-#: the database to read a cookie (it reports the database itself).
-ANONYMOUS_ENDPOINTS = frozenset({"api.healthz", "static"})
+#: the database to read a cookie (it reports the database itself), nor a metrics scrape.
+ANONYMOUS_ENDPOINTS = frozenset({"api.healthz", "static", "metrics.scrape"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
 LOGIN_FAILED = "Invalid user name or password."

@@ -16,10 +16,13 @@ process holds is one clear error and exit code 2, not a 500 per request.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from typing import Any
 
 from overwatch.config import Settings
 from overwatch.store.db import open_db, single_process
+from overwatch.store.layout import DataDir
 from webapp.security import load_secret_key
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,19 @@ def gunicorn_options(
         # servers on one machine (tests, a second deployment) would fight over it.
         "control_socket_disable": True,
     }
+
+
+def _share_request_metrics(settings: Settings, data_dir: str | None) -> None:
+    """Request metrics summed over the workers (``webapp.metrics``): prometheus-client's
+    multiprocess folder, one per port under the data directory's status folder, emptied
+    at start (counts of a previous server are not this one's). Set before any worker
+    imports prometheus_client, which reads it once."""
+    folder = (
+        DataDir(data_dir or settings.data.data_dir).status_dir / f"web-metrics-{settings.web.port}"
+    )
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
 def serve(
@@ -90,6 +106,7 @@ def serve(
     from gunicorn.app.base import BaseApplication
 
     options = gunicorn_options(settings, workers=workers, threads=threads, access_log=access_log)
+    _share_request_metrics(settings, data_dir)
 
     class OverwatchServer(BaseApplication):
         def load_config(self) -> None:

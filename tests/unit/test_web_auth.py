@@ -52,7 +52,7 @@ def app_db(tmp_path: Path):
 def test_the_public_routes_are_exactly_login_healthz_and_static(app_db) -> None:
     app, _db = app_db
     endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
-    assert PUBLIC_ENDPOINTS == {"auth.login", "api.healthz", "static"}
+    assert PUBLIC_ENDPOINTS == {"auth.login", "api.healthz", "static", "metrics.scrape"}
     assert PUBLIC_ENDPOINTS <= endpoints
     client = app.test_client()
     assert client.get("/login").status_code == 200
