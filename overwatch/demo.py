@@ -1,11 +1,15 @@
 """`overwatch demo`: the whole system on simulated detectors, in one command.
 
-It renders ``supervisord.conf.template`` (package data; ``docker/`` in the
-repository, see :mod:`overwatch.resources`) into its data directory and
-runs supervisord, which starts the real processes of a deployment: a ZEO
-server, the simulator (EMC, TPC, HLT), one receiver per subsystem, processing
-and the web app. A login is created for the demo and printed with the URL.
-Ctrl-C (or ``--duration``) stops everything through supervisord.
+The demo is a deployment (:mod:`overwatch.deploy`): the shipped
+``config/deploy.demo.yaml`` (package data, see :mod:`overwatch.resources`)
+with the demo's options applied (data directory, web address, free loopback
+ports for the database, the sender and the notice and event addresses, one
+receiver per subsystem of the sender) plus the simulator (EMC, TPC, HLT) or a
+replay. It is rendered into supervisord's configuration in the data directory
+and run the way ``overwatch deploy`` runs a deployment: a ZEO server, the
+sender, the receivers, processing and the web app. A login is created for the
+demo and printed with the URL. Ctrl-C (or ``--duration``) stops everything
+through supervisord.
 
 With ``--duration`` the demo also checks itself before stopping, so it doubles
 as a smoke test: every subsystem must have snapshots, slices and histograms
@@ -40,7 +44,7 @@ refused with a replay. The replay program is not restarted once it ended (it
 would serve every snapshot again), and it keeps answering "replay finished".
 The receivers need no clock allowance: a replay sends past instants only.
 
-This module only starts processes and speaks HTTP; like the rest of the core
+This module (with :mod:`overwatch.deploy`) only starts processes and speaks HTTP; like the rest of the core
 it imports none of the receivers, processing or webapp packages.
 """
 
@@ -49,12 +53,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import secrets
-import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -65,27 +65,37 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from overwatch import deploy
 from overwatch.cli import add_timezone_options
+from overwatch.deploy import free_port, port_open
+from overwatch.deploy_schema import (
+    Database,
+    Deployment,
+    Receiver,
+    Replay,
+    Simulator,
+    ZeoServer,
+    load_deployment,
+)
 from overwatch.resources import resource
 from overwatch.store.archive import read_source
-from overwatch.store.layout import DataDir
 
 log = logging.getLogger(__name__)
 
-TEMPLATE = resource("supervisord.conf.template")
+DEMO_DEPLOYMENT = resource("deploy.demo.yaml")
 DEFAULT_FAULTS = resource("faults/demo.yaml")
 SUBSYSTEMS = ("EMC", "TPC", "HLT")
 DEMO_USER = "demo"
+__all__ = ["free_port"]  # tests and tools take the demo's free_port; it is deploy's
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+#: What ``demo --replay`` replays: ``overwatch replay`` options (the replay's bind is the demo's).
+ReplayChoice = Replay
 
 
 @dataclass
 class DemoPlan:
+    """The demo's choices; :meth:`deployment` applies them to the shipped demo deployment."""
+
     data_dir: Path
     bin_dir: Path
     web_port: int
@@ -111,77 +121,57 @@ class DemoPlan:
 
     @property
     def config_path(self) -> Path:
-        return self.data_dir / "supervisord.conf"
+        return deploy.config_path(self.deployment())
+
+    def deployment(self) -> Deployment:
+        """``config/deploy.demo.yaml`` with this plan's data directory, ports and sender."""
+        base = load_deployment(DEMO_DEPLOYMENT)
+        zeo = base.database.zeo
+        if zeo is None or not base.receivers or not isinstance(base.sender, Simulator):
+            raise ValueError(
+                f"{DEMO_DEPLOYMENT} must run a ZEO server, a receiver and the simulator: "
+                "reinstall overwatch"
+            )
+        bind = f"tcp://127.0.0.1:{self.sim_port}"
+        storage = self.data_dir / zeo.storage.relative_to(base.data_dir)
+        sender: Simulator | Replay
+        if self.replay is None:
+            sender = dataclasses.replace(
+                base.sender, bind=bind, subsystems=SUBSYSTEMS, run=self.run, faults=self.faults
+            )
+        else:
+            sender = dataclasses.replace(self.replay, bind=bind)
+        model = base.receivers[0]
+        receivers = tuple(
+            Receiver(f"receiver-{s}", s, "req", bind, self.interval, model.jitter)
+            for s in self.subsystems
+        )
+        settings = {key: dict(value) for key, value in base.settings.items()}
+        settings.setdefault("receiver", {})["notify_address"] = (
+            f"tcp://127.0.0.1:{self.notify_port}"
+        )
+        if self.events_port:
+            settings.setdefault("processing", {})["events_address"] = (
+                f"tcp://127.0.0.1:{self.events_port}"
+            )
+        return dataclasses.replace(
+            base,
+            data_dir=self.data_dir,
+            database=Database(self.db_uri, ZeoServer("127.0.0.1", self.zeo_port, storage)),
+            receivers=receivers,
+            web=dataclasses.replace(base.web, host=self.web_host, port=self.web_port),
+            settings=settings,
+            sender=sender,
+        )
 
     def sender_command(self) -> str:
         """The simulator's command line, or the replay's with ``replay``."""
-        bind = f"tcp://127.0.0.1:{self.sim_port}"
-        if self.replay is None:
-            faults = f"--faults {shlex.quote(str(self.faults))}" if self.faults else ""
-            return (
-                f"{self.bin_dir}/overwatch simulate --subsystems {','.join(SUBSYSTEMS)} "
-                f"--bind {bind} --pattern rep --run {self.run} --seed 1 {faults}"
-            )
-        # supervisord expands %(name)s in commands: a literal % is written %%.
-        arguments = [*self.replay.arguments(), "--bind", bind, "--pattern", "rep", "--stay"]
-        quoted = " ".join(shlex.quote(a).replace("%", "%%") for a in arguments)
-        return f"{self.bin_dir}/overwatch replay {quoted}"
+        listed = deploy.programs(self.deployment(), self.bin_dir)
+        return next(p for p in listed if p.name in ("simulator", "replay")).command_line()
 
     def render(self) -> str:
-        """The template with this plan's fields, its receiver block once per subsystem."""
-        text = TEMPLATE.read_text()
-        try:
-            head, rest = text.split(RECEIVER_BLOCK[0], 1)
-            block, tail = rest.split(RECEIVER_BLOCK[1], 1)
-        except ValueError:
-            raise ValueError(
-                f"{TEMPLATE} has no receiver block (lines {RECEIVER_BLOCK[0].strip()!r} and "
-                f"{RECEIVER_BLOCK[1].strip()!r}): reinstall overwatch"
-            ) from None
-        fields = dict(
-            data_dir=self.data_dir,
-            bin=self.bin_dir,
-            zeo_port=self.zeo_port,
-            sim_port=self.sim_port,
-            web_port=self.web_port,
-            notify_port=self.notify_port,
-            events_port=self.events_port,
-            web_host=self.web_host,
-            run=self.run,
-            interval=self.interval,
-            logs=self.data_dir / "logs",
-            sender="simulator" if self.replay is None else "replay",
-            sender_command=self.sender_command(),
-            # A replay that ended must not start again: it would serve every snapshot twice.
-            sender_autorestart="true" if self.replay is None else "false",
-        )
-        receivers = "".join(block.format(**fields, subsystem=s) for s in self.subsystems)
-        return head.format(**fields) + receivers + tail.format(**fields)
-
-
-#: The lines around the template's receiver program, rendered once per subsystem.
-RECEIVER_BLOCK = ("; receiver block begin\n", "; receiver block end\n")
-
-
-@dataclass(frozen=True)
-class ReplayChoice:
-    """What ``demo --replay`` replays, as ``overwatch replay`` options."""
-
-    source: Path
-    speed: str = "1"
-    loop: bool = False
-    timezone: str | None = None
-    run_as: int | None = None
-
-    def arguments(self) -> list[str]:
-        args = [str(self.source), "--speed", self.speed]
-        if self.loop:
-            args.append("--loop")
-        if self.timezone:
-            args += ["--timezone", self.timezone]
-        if self.run_as is not None:
-            args += ["--run-as", str(self.run_as)]
-        return args
+        """supervisord's configuration of this demo."""
+        return deploy.render(self.deployment(), self.bin_dir)
 
 
 class DemoReplayError(ValueError):
@@ -250,14 +240,7 @@ class DemoDataDirError(ValueError):
 MARKER = ".overwatch-demo"
 
 
-def _running_supervisor(data_dir: Path) -> int | None:
-    """The pid of a supervisord still running a demo in ``data_dir``, else None."""
-    try:
-        pid = int((data_dir / "supervisord.pid").read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):  # no pid file, garbage in it, or the process is gone
-        return None
-    return pid
+_running_supervisor = deploy.running_supervisor
 
 
 def claim_data_dir(data_dir: Path, *, keep: bool = False) -> None:
@@ -293,32 +276,21 @@ def claim_data_dir(data_dir: Path, *, keep: bool = False) -> None:
     (data_dir / MARKER).write_text("created by `overwatch demo`; deleted with this folder\n")
 
 
-def _wait_for(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    raise TimeoutError(f"{what} did not come up within {timeout:.0f} s")
+_wait_for = deploy.wait_for
 
 
 def _port_open(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+    return port_open(port)
 
 
 def _overwatch(plan: DemoPlan, *args: str, stdin: str | None = None) -> str:
-    env = {
-        **os.environ,
-        "OVERWATCH_WEB__SECRET_KEY_FILE": str(DataDir(plan.data_dir).secret_key_file),
-    }
+    """An ``overwatch`` command with the demo's settings layer (its database, key file)."""
+    settings = deploy.settings_path(plan.deployment())
     done = subprocess.run(
-        [str(plan.bin_dir / "overwatch"), *args],
+        [str(plan.bin_dir / "overwatch"), "--config", str(settings), *args],
         input=stdin,
         capture_output=True,
         text=True,
-        env=env,
         timeout=120,
     )
     if done.returncode != 0:
@@ -423,7 +395,6 @@ def run_demo(
     except DemoDataDirError as error:
         log.error("%s", error)
         return 2
-    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     plan = DemoPlan(
         data_dir=data_dir,
         bin_dir=bin_dir,
@@ -440,20 +411,8 @@ def run_demo(
         subsystems=check.subsystems if check else SUBSYSTEMS,
         checked=check.run_subsystems if check else None,
     )
-    plan.config_path.write_text(plan.render())
-    supervisor = subprocess.Popen(
-        [str(plan.bin_dir / "supervisord"), "-c", str(plan.config_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    stop_requested = False
-
-    def request_stop(*_args) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-
-    signal.signal(signal.SIGTERM, request_stop)
+    supervisor = deploy.Supervisor(bin_dir, deploy.write_files(plan.deployment(), bin_dir))
+    logs = data_dir / "logs"
     try:
         _wait_for(lambda: _port_open(plan.zeo_port), 60, "the ZEO server")
         password = secrets.token_urlsafe(12)
@@ -465,13 +424,10 @@ def run_demo(
         _wait_for(lambda: _port_open(web_port), 90, "the web app")
         say(f"Overwatch demo running at {plan.url}/")
         say(f"  login: {DEMO_USER}   password: {password}")
-        say(f"  logs:  {data_dir / 'logs'}   (Ctrl-C stops everything)")
+        say(f"  logs:  {logs}   (Ctrl-C stops everything)")
         deadline = time.monotonic() + duration if duration else None
-        while not stop_requested and (deadline is None or time.monotonic() < deadline):
-            if supervisor.poll() is not None:
-                log.error("supervisord stopped unexpectedly; see the logs in %s", data_dir / "logs")
-                return 1
-            time.sleep(0.5)
+        if not deploy.wait_until_stopped(supervisor, logs, deadline):
+            return 1
         if duration:
             return _report(plan, token, say)
         return 0
@@ -479,7 +435,7 @@ def run_demo(
         return 0
     finally:
         say("stopping the demo ...")
-        _stop(plan, supervisor)
+        supervisor.stop()
 
 
 def _report(plan: DemoPlan, token: str, say: Callable[[str], None]) -> int:
@@ -497,17 +453,9 @@ def _report(plan: DemoPlan, token: str, say: Callable[[str], None]) -> int:
     return 0 if ok else 1
 
 
-def _stop(plan: DemoPlan, supervisor: subprocess.Popen) -> None:
-    if supervisor.poll() is None:
-        supervisor.send_signal(signal.SIGTERM)  # supervisord stops its programs in reverse priority
-        try:
-            supervisor.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(supervisor.pid, signal.SIGKILL)
-            supervisor.wait()
-
-
 def register(subparsers) -> None:
+    """``overwatch demo`` and ``overwatch deploy`` (the core's entry point registers both)."""
+    deploy.register(subparsers)
     parser = subparsers.add_parser("demo", help="run the whole system on simulated detectors")
     parser.add_argument("--data-dir", type=Path, default=Path("demo-data"))
     parser.add_argument("--port", type=int, default=8850, help="web port (default 8850)")

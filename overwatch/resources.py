@@ -13,7 +13,8 @@ be found:
 
 - ``overwatch.defaults`` is ``config/``: ``overwatch.yaml`` (the documented
   defaults), ``checks.yaml`` and ``faults/demo.yaml`` (the demo's fault
-  schedule; a subfolder needs no ``__init__.py``, the ``**/*.yaml`` glob ships it)
+  schedule; a subfolder needs no ``__init__.py``, the ``**/*.yaml`` glob ships it),
+  ``deploy.example.yaml`` and ``deploy.demo.yaml`` (deployment files)
   and ``layouts/`` (the web's dashboard layouts, a folder of YAML files);
 - ``overwatch.docker`` is ``docker/``: ``supervisord.conf.template`` (the
   Dockerfile and compose file stay in the repository and are not shipped).
@@ -33,6 +34,8 @@ RESOURCES = {
     "overwatch.yaml": "overwatch.defaults",
     "checks.yaml": "overwatch.defaults",
     "faults/demo.yaml": "overwatch.defaults",
+    "deploy.example.yaml": "overwatch.defaults",  # the documented deployment file
+    "deploy.demo.yaml": "overwatch.defaults",  # the deployment `overwatch demo` runs
     "layouts": "overwatch.defaults",  # a folder: the shipped dashboard layouts
     "supervisord.conf.template": "overwatch.docker",
 }
