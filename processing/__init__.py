@@ -43,6 +43,8 @@ _EXPORTS = {
     "UnknownHistogram": "processing.slices.reader",
     "SliceRangeError": "processing.slices.reader",
     "CacheError": "processing.ingest.cache",
+    "is_present": "processing.ingest.records",
+    "seen_until": "processing.ingest.records",
     # slice links and requests
     "SLICE_ID": "processing.slices.spec",
     "VIEW_NAMES": "processing.slices.spec",
@@ -110,12 +112,14 @@ __all__ = [
     "comparison_records",
     "configure",
     "get_test",
+    "is_present",
     "list_alarms",
     "minute_of",
     "options_text",
     "parse_link",
     "run_history",
     "run_start",
+    "seen_until",
     "trend_dir",
     "trend_json",
     "value_text",
@@ -155,6 +159,7 @@ if TYPE_CHECKING:  # what type checkers and readers see
     )
     from processing.compare.online import records as comparison_records
     from processing.ingest.cache import CacheError
+    from processing.ingest.records import is_present, seen_until
     from processing.slices.reader import (
         SliceRangeError,
         SliceReader,

@@ -179,6 +179,7 @@ _SLICE_REQUEST = {
         "options": {"type": "object", "additionalProperties": True},
         "preset": {"type": "string", "enum": [name for name, _ in slice_page.PRESETS]},
         "follow": {"type": "boolean"},
+        "group": {"type": "string", "description": "the run page's group, kept in the permalink"},
     },
     "additionalProperties": False,
 }

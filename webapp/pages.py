@@ -173,6 +173,11 @@ def subsystem_page(run: int, subsystem: str) -> str:
     resolved, option_errors = page_view(run, subsystem, args["slice"])
     groups = resolved.view.analysis.groups if resolved is not None else {}
     group = request.args.get("group", "")
+    if group and resolved is not None and group not in groups:  # never another group silently
+        raise queries.NotFound(
+            f"no group {group[:60]!r} in run {run} {subsystem}; its groups: "
+            + (", ".join(groups) or "none")
+        )
     if group not in groups:
         group = next(iter(groups), "")
     quality = quality_filter()
@@ -189,6 +194,7 @@ def subsystem_page(run: int, subsystem: str) -> str:
         quality_filter=quality,
         search=request.args.get("q", "")[:MAX_OPTION_LENGTH],
         pv=plugin_bar(run, subsystem, resolved, option_errors),
+        counts=resolved.view.counts() if resolved is not None else None,
         snapshots=queries.snapshot_files(root, run, subsystem),
         errors=queries.recent_errors(root, run, subsystem),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import processing
 from overwatch import names
 from overwatch.store.models import OverwatchRoot, Run, Subsystem
 
@@ -83,8 +84,9 @@ def _run_summary(
     }
     return {
         "run": run.number,
-        "start": run.start,
-        "end": run.end,
+        # None, not 0.0 (1970), for a run none of whose snapshots could be read yet.
+        "start": run.start or None,
+        "end": run.end or None,
         "ongoing": run.is_ongoing(now, ongoing_seconds),
         "open_alarms": sum(s["open_alarms"] for s in subsystems.values()),
         "subsystems": subsystems,
@@ -118,11 +120,12 @@ def run_detail(root: OverwatchRoot, run: int, now: float, ongoing_seconds: float
     for name, sub in found.subsystems.items():
         subsystems[name] = {
             **_subsystem_summary(sub, alarms.get((run, name), 0)),
-            "start": sub.start,
-            "end": sub.end,
+            "start": sub.start or None,
+            "end": sub.end or None,
             "events": sub.n_events,
             "slices": len(sub.slices),
-            "histograms": len(sub.histograms),
+            # The histograms (and other objects) of its newest snapshot; derived ones apart.
+            "histograms": sum(processing.is_present(i) for i in sub.histograms.values()),
             "errors": len(sub.errors),
             "bad_snapshots": len(sub.bad_snapshots),
             "group_qualities": dict(sub.group_qualities),  # latest slice, plugin group order
@@ -130,8 +133,8 @@ def run_detail(root: OverwatchRoot, run: int, now: float, ongoing_seconds: float
         }
     return {
         "run": found.number,
-        "start": found.start,
-        "end": found.end,
+        "start": found.start or None,
+        "end": found.end or None,
         "ongoing": found.is_ongoing(now, ongoing_seconds),
         "open_alarms": sum(s["open_alarms"] for s in subsystems.values()),
         "subsystems": subsystems,
@@ -145,7 +148,8 @@ def histogram_infos(root: OverwatchRoot, run: int, subsystem: str) -> dict[str, 
         path: {
             "class_name": info.class_name,
             "first_seen": info.first_seen,
-            "last_seen": info.last_seen,
+            "last_seen": processing.seen_until(sub, info),
+            "present": processing.is_present(info),
         }
         for path, info in sub.histograms.items()
     }

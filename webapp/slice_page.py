@@ -36,8 +36,9 @@ def is_ondemand(view: str) -> bool:
     return bool(view) and view not in processing.VIEW_NAMES
 
 
-def permalink(run: int, subsystem: str, link: str) -> str:
-    return url_for("pages.subsystem_page", run=run, subsystem=subsystem, slice=link)
+def permalink(run: int, subsystem: str, link: str, group: str | None = None) -> str:
+    """The run page showing a slice, in the group it was asked from (if any)."""
+    return url_for("pages.subsystem_page", run=run, subsystem=subsystem, slice=link, group=group)
 
 
 def portable_slice(view: str) -> str | None:
@@ -95,6 +96,7 @@ def slice_form(run: int, subsystem: str) -> dict[str, Any]:
         "options": [_option_field(spec, current.get(spec.name)) for spec in plugin.options],
         "shown": None,
         "range": None,
+        "group": request.args.get("group", ""),
     }
     try:
         times, begin = resources().views.times(run, subsystem)
@@ -113,7 +115,7 @@ def slice_form(run: int, subsystem: str) -> dict[str, Any]:
             **summary,
             "window": shown.window,
             "link": shown.link,
-            "permalink": permalink(run, subsystem, shown.link),
+            "permalink": permalink(run, subsystem, shown.link, request.args.get("group") or None),
             "resolve_url": url_for("slices.collection", run=run, subsystem=subsystem)
             + "?"
             + urlencode({"slice": shown.link}),

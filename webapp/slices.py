@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("slices", __name__)
 
-FIELDS = frozenset({"start", "end", "options", "preset", "follow"})
+#: ``group``: the run page's group the slice was asked from, kept in its permalink.
+FIELDS = frozenset({"start", "end", "options", "preset", "follow", "group"})
 
 
 @bp.record_once
@@ -66,12 +67,12 @@ def _request_error(fields: dict[str, str], status: int = 400) -> Response:
     return json_response({"error": f"bad slice request: {summary}", "fields": fields}, status)
 
 
-def _describe(resolved: processing.Resolved) -> dict[str, Any]:
+def _describe(resolved: processing.Resolved, group: str | None = None) -> dict[str, Any]:
     view = resolved.view
     spec = view.spec
     data = view.summary()
     data["link"] = resolved.link
-    data["permalink"] = slice_page.permalink(spec.run, spec.subsystem, resolved.link)
+    data["permalink"] = slice_page.permalink(spec.run, spec.subsystem, resolved.link, group)
     data["url"] = url_for(
         "slices.detail", run=spec.run, subsystem=spec.subsystem, slice_id=view.slice_id
     )
@@ -93,7 +94,7 @@ def _body() -> tuple[dict[str, Any], dict[str, str]]:
         return body, {k: f"unknown field; expected {', '.join(sorted(FIELDS))}" for k in unknown}
     form = request.form
     options = {k[len("options.") :]: v for k, v in form.items() if k.startswith("options.")}
-    body = {k: form.get(k) for k in ("start", "end", "preset", "follow") if k in form}
+    body = {k: form.get(k) for k in ("start", "end", "preset", "follow", "group") if k in form}
     return {**body, "options": options}, {}
 
 
@@ -136,7 +137,8 @@ def create(run: int, subsystem: str) -> Response:
     if follow:
         link = processing.window_link(float(preset.split(":", 1)[1]), spec.options)
     resolved = processing.Resolved(service.get(spec), link, None)
-    response = json_response(_describe(resolved), 201)
+    group = body.get("group") if isinstance(body.get("group"), str) else None
+    response = json_response(_describe(resolved, group or None), 201)
     response.headers["Location"] = url_for(
         "slices.detail", run=run, subsystem=subsystem, slice_id=spec.slice_id
     )

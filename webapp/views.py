@@ -146,14 +146,17 @@ def listing(resolved: processing.Resolved) -> dict[str, Any]:
     infos = queries.histogram_infos(overwatch(), run, subsystem)
     groups = view.analysis.groups
     group_of = {path: name for name, paths in groups.items() for path in paths}
+    derived = set(view.analysis.derived) | set(view.analysis.stacks)
     return {
         "run": run,
         "subsystem": subsystem,
         "slice": resolved.link,
+        "counts": view.counts(),
         "histograms": [
             {
                 "path": path,
                 "class_name": class_name,
+                "derived": path in derived,
                 "group": group_of.get(path),
                 "first_seen": infos.get(path, {}).get("first_seen"),
                 "last_seen": infos.get(path, {}).get("last_seen"),

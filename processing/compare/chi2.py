@@ -324,4 +324,14 @@ def run_chi2(
     if is_empty(test) and is_empty(reference):
         return not_compared(path, "chi2", Status.NULL, Reason.EMPTY, "both histograms are empty")
     outcome = chi2_test(test, reference, mode=mode, norm=norm, underflow=uf, overflow=of)
-    return to_result(path, "chi2", outcome, threshold)
+    result = to_result(path, "chi2", outcome, threshold)
+    if norm and outcome.mode != "UU":  # said, never dropped in silence
+        result.info["norm"] = NORM_IGNORED.format(mode=outcome.mode)
+    return result
+
+
+#: ROOT's NORM changes only the unweighted test (UU); UW and WW compare shapes already.
+NORM_IGNORED = (
+    "norm not applied: ROOT's NORM is for unweighted histograms (UU); this comparison "
+    "ran in {mode} mode, which compares shapes already"
+)

@@ -150,6 +150,10 @@ def handle(args) -> int:
         print(f"overwatch compare: error: {error}", file=sys.stderr)
         return 2
     sys.stdout.write(report_text.render(run))
+    ignored = [r for r in run.results if "norm" in r.info]
+    if ignored:  # -s chi2:norm where the histograms were weighted: say so once
+        print(f"overwatch compare: note: {ignored[0].info['norm']} ({len(ignored)} "
+              f"histogram(s), e.g. {ignored[0].path})", file=sys.stderr)  # fmt: skip
     if json_path is not None:
         report_text.write_json(run.results, json_path)
     if outdir is not None:

@@ -11,8 +11,8 @@ The transaction touches a handful of objects (the record, the slice, the
 subsystem and its BTree buckets, the status): histogram descriptions
 (``HistogramInfo``) are written only when the set of paths changes. So
 ``HistogramInfo.last_seen`` is the last snapshot before a path disappeared;
-for a path in the latest snapshot it is older, and the path is current up to
-``Subsystem.end``.
+for a path in the latest snapshot (``present``) it is older, and the path is
+current up to ``Subsystem.end``: :func:`seen_until` says which.
 
 The results of the newest slice (quality, group qualities, check results,
 non-empty annotations, plugin errors, ``evaluated_at``) are plain attributes of
@@ -212,11 +212,27 @@ def _update_histograms(sub: Subsystem, o: Outcome, ts: float) -> None:
             info.first_seen = ts
         if ts > info.last_seen:
             info.last_seen = ts
+        if not is_present(info):
+            info.present = True
     if o.previous is not None:
         for path in o.gone:
             info = sub.histograms.get(path)
-            if info is not None and info.last_seen < o.previous:
+            if info is None:
+                continue
+            if info.last_seen < o.previous:
                 info.last_seen = o.previous
+            info.present = False
+
+
+def is_present(info: HistogramInfo) -> bool:
+    """Whether a path is in the subsystem's newest listing (then it is current up to
+    ``Subsystem.end``); records written before this was kept say present."""
+    return getattr(info, "present", True)
+
+
+def seen_until(sub: Subsystem, info: HistogramInfo) -> float:
+    """The last snapshot a path was seen in: the subsystem's end while it is still there."""
+    return sub.end if is_present(info) else info.last_seen
 
 
 def commit_bad(db: ZODB.DB, run: int, subsystem: str, filename: str, reason: str) -> None:

@@ -95,6 +95,12 @@ class SliceView:
             )
         return histogram.class_name
 
+    def counts(self) -> dict[str, int]:
+        """The one count of what the view shows: the snapshot's histograms and objects, and
+        apart from them what the plugin derives (histograms and stacks)."""
+        derived = len(self.analysis.derived) + len(self.analysis.stacks)
+        return {"histograms": len(self.paths) - derived, "derived": derived}
+
     def title_of(self, path: str) -> str:
         """The title a path is shown with: a stack's, an object's or a histogram's own."""
         if path in self.analysis.stacks:

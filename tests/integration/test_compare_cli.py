@@ -214,3 +214,23 @@ def test_report_draws_offline_in_a_browser(nested, capsys, tmp_path):
     ).stdout  # fmt: skip
     assert 'data-drawn="yes"' in dom
     assert dom.count('class="jsroot root_canvas"') >= 1
+
+
+def test_chi2_norm_on_weighted_histograms_is_said_not_dropped(capsys, tmp_path):
+    """``-s chi2:norm`` where the automatic mode picks WW: ROOT's NORM is for UU only."""
+    weighted = Histogram.empty("w", [Axis.regular(10, 0, 1)], "TH1D", weighted=True)
+    rng = np.random.default_rng(3)
+    weighted.fill(rng.random(500), weights=rng.uniform(0.5, 1.5, 500))
+    unweighted = Histogram.empty("u", [Axis.regular(10, 0, 1)], "TH1D")
+    unweighted.fill(rng.random(500))
+    paths = []
+    for name in ("test", "ref"):
+        paths.append(tmp_path / f"{name}.root")
+        rootio.write_file(paths[-1], [weighted, unweighted])
+    code, _out, err = compare(capsys, str(paths[0]), str(paths[1]), "-s", "chi2:norm")
+    assert code == 0
+    assert "norm not applied" in err and "WW mode" in err and "1 histogram(s), e.g. w" in err
+    rootio.write_file(paths[0], [unweighted])  # UU only: NORM applies, nothing to say
+    rootio.write_file(paths[1], [unweighted])
+    code, _out, err = compare(capsys, str(paths[0]), str(paths[1]), "-s", "chi2:norm")
+    assert code == 0 and "norm not applied" not in err
