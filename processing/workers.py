@@ -51,6 +51,7 @@ import socket
 import time
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import ZODB
 from persistent.mapping import PersistentMapping
@@ -171,13 +172,24 @@ def _alive(record: Worker, now: float, dead_seconds: float) -> bool:
     if record.state != "running" or now - record.last_seen >= dead_seconds:
         return False
     if record.host == socket.gethostname() and record.pid != os.getpid():
-        try:
-            os.kill(record.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # another user's process: it exists
-            return True
+        return _process_exists(record.pid)
     return True
+
+
+def _process_exists(pid: int) -> bool:
+    """Whether a process of this host runs under ``pid`` (a zombie, killed but not yet
+    reaped by its parent, does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (not Linux): trust kill
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 class WorkerClaim:

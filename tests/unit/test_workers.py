@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from overwatch.histogram import Axis, Histogram
 from overwatch.store.db import open_db, overwatch_root, read, transact
 from processing.ingest.scan import Scanner
 from processing.pipeline import ChainFailure, Pipeline
+from processing.scheduler import ProcessingService
 from processing.workers import (
     ClaimLost,
     ClaimRefused,
@@ -23,7 +25,8 @@ from processing.workers import (
     heartbeat_seconds,
     share_of,
 )
-from tests.processing_helpers import T0, write_snapshot
+from receivers.notify import Notifier
+from tests.processing_helpers import T0, free_port, wait_for, write_snapshot
 from tests.unit.test_web_support import add_user, login, make_app
 
 NAMES = ["EMC", "TPC", "HLT", "ITS", "TOF", "TRD", "FMD", "V0", "ZDC", "MCH", "MID", "PHS"]
@@ -197,6 +200,21 @@ def test_a_worker_of_this_host_whose_process_is_gone_is_dead_at_once(db) -> None
     assert WorkerClaim(db, "new", Ownership.parse("EMC"), dead_seconds=300).claim() == ["old"]
 
 
+def test_a_killed_worker_not_yet_reaped_is_dead_too(db) -> None:
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.time() + 10
+        while Path(f"/proc/{zombie.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.time() < deadline, "the child did not end"
+            time.sleep(0.05)
+        old = WorkerClaim(db, "old", Ownership.parse("EMC"), dead_seconds=300)
+        old.pid = zombie.pid  # exited, not reaped (its parent, this test, has not waited)
+        old.claim()
+        assert WorkerClaim(db, "new", Ownership.parse("EMC"), dead_seconds=300).claim() == ["old"]
+    finally:
+        zombie.wait()
+
+
 def test_a_database_from_before_workers_gets_its_mapping(db) -> None:
     def forget(root):
         del overwatch_root(root).workers  # the class default (None) shows through
@@ -261,3 +279,39 @@ def test_status_lists_workers_and_a_dead_one_makes_processing_dead(tmp_path) -> 
     assert "Processing workers" in page
     assert 'data-worker="gone" data-status="dead"' in page
     assert 'data-worker="emc" data-status="alive"' in page
+
+
+# -- the service: notices of other workers' subsystems, heartbeats, a lost claim -------------
+
+
+def test_service_ignores_other_subsystems_notices_and_stops_when_its_claim_is_lost(
+    tmp_path, db
+) -> None:
+    ownership = Ownership.parse("EMC")
+    claim = WorkerClaim(db, "emc", ownership, dead_seconds=30)
+    claim.claim()
+    pipeline = Pipeline(tmp_path, db, owns=ownership.owns, analysis=False)
+    service = ProcessingService(
+        pipeline, 60.0, f"tcp://127.0.0.1:{free_port()}", worker=claim, heartbeat=0.5
+    )
+    notifier = Notifier(service.notify_address)
+    service.start()
+    try:
+        write_snapshot(tmp_path, 2, "HLT", T0, [hist([0, 1, 0])])
+        notifier.notify(2, "HLT", "Run2/HLT/x.root")
+        write_snapshot(tmp_path, 2, "EMC", T0, [hist([0, 1, 0])])
+        notifier.notify(2, "EMC", "Run2/EMC/x.root")  # woken long before the 60 s interval
+        wait_for(lambda: pipeline.processed_total == 1, 10, "the EMC snapshot processed")
+        wait_for(lambda: workers(db)["emc"][2] > claim.started, 10, "a heartbeat")
+        assert read(db, lambda ow: sorted(ow.runs[2].subsystems)) == ["EMC"]
+
+        def take_over(root):  # as a worker that saw this one dead would
+            record = overwatch_root(root).workers["emc"]
+            record.pid += 1
+
+        transact(db, take_over)
+        wait_for(service.lost.is_set, 10, "the service to notice its claim is lost")
+    finally:
+        notifier.close()
+        service.stop()
+    assert workers(db)["emc"][1] == "running"  # not ours any more: left as the other wrote it
