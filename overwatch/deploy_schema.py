@@ -188,7 +188,6 @@ def parse_deployment(data: Any, source: str) -> Deployment:
         _receiver(at, item, f"receivers[{i}]")
         for i, item in enumerate(at.sequence(top.get("receivers", []), "receivers"))
     )
-    _unique(at, [(r.name, f"receivers[{i}].name") for i, r in enumerate(receivers)], "name")
     seen: dict[str, int] = {}
     for i, receiver in enumerate(receivers):
         if receiver.subsystem in seen:
@@ -198,6 +197,7 @@ def parse_deployment(data: Any, source: str) -> Deployment:
                 f"receivers[{seen[receiver.subsystem]}]",
             )
         seen[receiver.subsystem] = i
+    _unique(at, [(r.name, f"receivers[{i}].name") for i, r in enumerate(receivers)], "name")
     workers = _workers(at, top.get("processing"), receivers)
     web = _web(at, top.get("web"))
     notifiers = at.mapping(top.get("notifiers") or {}, "notifiers", None)
