@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 import time
 from typing import Any
@@ -50,6 +49,7 @@ from typing import Any
 from flask import Blueprint, Response, render_template
 
 from overwatch.notices import FormatError, decode_heartbeat
+from overwatch.store.db import redact  # the one rule; pages show URIs through it
 from overwatch.store.layout import DataDir
 from webapp.context import overwatch, resources
 from webapp.http import json_response
@@ -76,11 +76,6 @@ def level(age: float | None, late: float, dead: float) -> str:
     if age >= late:
         return LATE
     return ALIVE
-
-
-def redact(uri: str) -> str:
-    """A storage URI without its password (RelStorage URIs may carry one)."""
-    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", uri)
 
 
 def worst(*levels: str) -> str:

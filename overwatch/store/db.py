@@ -31,7 +31,7 @@ import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlparse
 
 import transaction
@@ -41,6 +41,9 @@ from ZODB.POSException import ConflictError
 
 from overwatch.store import migrations
 from overwatch.store.models import ROOT_KEY, OverwatchRoot
+
+if TYPE_CHECKING:
+    from overwatch.store import postgres
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,15 @@ class _Connection(ZODB.Connection.Connection):
 class _DB(ZODB.DB):
     klass = _Connection
 
+    def close(self) -> None:
+        liveness = _liveness.pop(self, None)
+        if liveness is not None:
+            liveness.close()
+        super().close()
 
+
+#: Per open PostgreSQL database, whether its server is up (known without waiting).
+_liveness: weakref.WeakKeyDictionary[ZODB.DB, postgres.Liveness] = weakref.WeakKeyDictionary()
 #: Per open database, the real round trip :func:`check_reachable` makes (timeout in s).
 _round_trips: weakref.WeakKeyDictionary[ZODB.DB, Callable[[float], None]] = (
     weakref.WeakKeyDictionary()
@@ -154,6 +165,7 @@ def open_db(uri: str, *, wait_timeout: float = 30.0, read_only: bool = False) ->
     db = _DB(storage)
     if parsed.scheme in ("postgresql", "postgres"):
         _round_trips[db] = lambda timeout: postgres.probe(uri, timeout)
+        _liveness[db] = postgres.Liveness(uri)
     elif callable(getattr(storage, "server_status", None)):
         _round_trips[db] = lambda timeout: storage.server_status(timeout=timeout)
     if not read_only:
@@ -162,11 +174,15 @@ def open_db(uri: str, *, wait_timeout: float = 30.0, read_only: bool = False) ->
 
 
 def wait_connected(db: ZODB.DB, timeout: float) -> bool:
-    """Whether the storage is connected, waiting at most ``timeout`` s for a ZEO reconnection.
+    """Whether the storage is connected, waiting at most ``timeout`` s for a reconnection.
 
-    Embedded storages are always connected.
+    ZEO's client knows; PostgreSQL's :class:`~overwatch.store.postgres.Liveness`
+    watches. Embedded storages are always connected.
     """
-    connected = getattr(db.storage, "is_connected", None)
+    liveness = _liveness.get(db)
+    connected = (
+        liveness.connected if liveness is not None else getattr(db.storage, "is_connected", None)
+    )
     if not callable(connected):
         return True
     deadline = time.monotonic() + timeout

@@ -24,7 +24,9 @@ What was decided, and why:
 - **Bounded waits**: libpq's ``connect_timeout`` is the caller's
   ``wait_timeout`` (at least 2 s, libpq's minimum), so the web app's open fails
   within ``web.database_timeout`` while the server is down, and
-  :func:`probe` makes the real round trip ``/healthz`` asks for. A lost
+  :func:`probe` makes the real round trip ``/healthz`` asks for.
+  :class:`Liveness` is the web app's "is it connected?" that costs nothing per
+  request (what a ZEO client knows from its open socket). A lost
   connection raises psycopg2's ``OperationalError`` / ``InterfaceError``
   (:data:`DISCONNECTED`): :func:`overwatch.store.db.transact` retries on them
   and RelStorage reconnects on the next transaction.
@@ -33,13 +35,19 @@ What was decided, and why:
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+import select
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlparse
 
 from overwatch.store.db import DatabaseURIError, redact
+
+log = logging.getLogger(__name__)
 
 #: The URI schemes this module opens (``postgres://`` is a common spelling of the same).
 SCHEMES = ("postgresql", "postgres")
@@ -165,6 +173,78 @@ def probe(uri: str, timeout: float) -> None:
             cursor.fetchone()
     finally:
         connection.close()
+
+
+class Liveness:
+    """Whether the server is up, known without waiting: a watcher thread keeps one connection.
+
+    Why: the web app answers from caches and must still say 503 at once when the
+    database is gone, as it does on ZEO, whose client sees its socket close.
+    The watcher waits on its connection's socket (a server shutting down closes
+    it: noticed within milliseconds), runs ``SELECT 1`` every ``interval`` s (a
+    hung server: stale after ``interval + timeout``), and reconnects every
+    ``retry`` s while the server is away. Started on the first question, so
+    processes that never ask (processing) hold no extra connection.
+    """
+
+    def __init__(
+        self, uri: str, *, interval: float = 1.0, timeout: float = 2.0, retry: float = 0.2
+    ) -> None:
+        self._dsn = parse_uri(uri).dsn(timeout)
+        self.interval, self.timeout, self.retry = interval, timeout, retry
+        self._up = True  # just opened: the server answered
+        self._last_ok = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def connected(self) -> bool:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None and not self._stop.is_set():
+                    self._thread = threading.Thread(
+                        target=self._watch, name="overwatch-db-liveness", daemon=True
+                    )
+                    self._thread.start()
+        fresh = time.monotonic() - self._last_ok < self.interval + self.timeout
+        return self._up and fresh
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        import psycopg2
+
+        connection = None
+        while not self._stop.is_set():
+            try:
+                if connection is None:
+                    connection = psycopg2.connect(self._dsn)
+                    connection.autocommit = True
+                    self._answered()
+                readable, _, _ = select.select([connection], [], [], self.interval)
+                if readable:  # unprompted: notices, or the server closing this connection
+                    connection.poll()  # raises once the connection is closed
+                else:
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT 1")
+                    self._answered()
+            except Exception as error:  # every failure means "down" until a reconnection works
+                if self._up:
+                    log.warning("database server unreachable: %s", str(error).strip())
+                self._up = False
+                if connection is not None:
+                    connection.close()
+                    connection = None
+                self._stop.wait(self.retry)
+        if connection is not None:
+            connection.close()
+
+    def _answered(self) -> None:
+        if not self._up:
+            log.info("database server reachable again")
+        self._last_ok = time.monotonic()
+        self._up = True
 
 
 def disconnected_errors() -> tuple[type[BaseException], ...]:
