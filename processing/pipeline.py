@@ -192,6 +192,8 @@ class Pipeline:
         self._last_status = 0.0
         #: Where committed changes are announced (``overwatch.events.EventPublisher``).
         self.events: EventPublisher | None = None
+        #: Called after each snapshot handled, processed or bad (``db rebuild``'s progress).
+        self.on_snapshot: Callable[[], None] | None = None
         #: For this worker's heartbeat: when its last pass finished, snapshots processed.
         self.last_pass_finished = 0.0
         self.processed_total = 0
@@ -382,6 +384,8 @@ class Pipeline:
         records.commit_bad(self.db, chain.run, chain.subsystem, name, reason)
         chain.bad.add(name)
         report.bad += 1
+        if self.on_snapshot is not None:
+            self.on_snapshot()
 
     def _process(self, chain: ChainStore, ts: float, name: str, report: PassReport) -> None:
         path = self.data.snapshot_path(chain.run, chain.subsystem, name)
@@ -473,6 +477,8 @@ class Pipeline:
             )
         chain.last = current if not later else None
         report.processed += 1
+        if self.on_snapshot is not None:
+            self.on_snapshot()
 
     def _listed(self, chain: ChainStore, stem: str, layout, encoded) -> tuple:
         """(path, class) of what a snapshot shows: its histograms, then its other objects

@@ -22,6 +22,10 @@ The checks file is validated before anything is forgotten: an invalid one
 stops the rebuild with its file, line and key.
 
 Stop the processing service before rebuilding: both would write the same runs.
+
+A progress bar on stderr counts the snapshots handled (processed or bad) of
+those found on disk at the start, when stderr is a terminal
+(:func:`overwatch.progress.progress_bar`; ``progress`` forces it on or off).
 """
 
 from __future__ import annotations
@@ -33,10 +37,12 @@ from pathlib import Path
 import ZODB
 
 from overwatch.config import ProcessingSettings
+from overwatch.progress import progress_bar
 from overwatch.store.layout import DataDir
 from processing.analysis.checks import CheckEngine
 from processing.analysis.live import load_engine
 from processing.ingest import records
+from processing.ingest.scan import Scanner
 from processing.pipeline import PassReport, Pipeline
 
 log = logging.getLogger(__name__)
@@ -50,12 +56,14 @@ def rebuild(
     reread: bool = False,
     checks: CheckEngine | None = None,
     timezone: str = "UTC",
+    progress: bool | None = None,
 ) -> PassReport:
     """Forget all runs, then process every snapshot on disk; returns what was done.
 
     ``timezone`` is the zone of names in run folders that declare none
     (:mod:`overwatch.store.archive`). ``checks`` defaults to ``settings.checks_file`` (raises ``CheckConfigError``
-    if it is invalid, before anything is changed).
+    if it is invalid, before anything is changed). ``progress``: the bar on stderr
+    (None: only on a terminal).
     """
     settings = settings or ProcessingSettings()
     data = DataDir(data_dir)
@@ -72,7 +80,10 @@ def rebuild(
     pipeline = Pipeline(
         data_dir, db, settings, checks=checks, rebuild_trends=True, timezone=timezone
     )
-    report = pipeline.run_until_idle()
+    total = sum(len(listed) for listed in Scanner(data_dir).scan().values())
+    with progress_bar(total, "rebuild", "snapshot", enabled=progress) as bar:
+        pipeline.on_snapshot = lambda: bar.update(1)
+        report = pipeline.run_until_idle()
     log.info(
         "rebuilt: %d snapshots processed, %d bad, %d failures",
         report.processed,
