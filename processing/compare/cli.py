@@ -132,6 +132,7 @@ def build_request(args) -> tuple[CompareRequest, Path | None, Path | None]:
         directory=args.directory.strip("/"),
         blacklist=blacklist,
         jobs=jobs,
+        progress=None,  # a bar of the histograms compared while stderr is a terminal
     )
     return request, json_path, outdir
 

@@ -6,6 +6,11 @@ histograms from both files once (:func:`overwatch.rootio.read_histograms` with
 names) and runs every test on them. Reading dominates the cost, so this splits
 the reading too. When an HTML report is asked for, each job also writes the
 drill-down pages of its histograms, so the arrays never travel between processes.
+
+Chunks hold at most :data:`CHUNK_PATHS` compared paths (more chunks than jobs
+for a large file: each job takes the next when done), so a progress bar of the
+histograms compared moves as chunks finish (``CompareRequest.progress``; the
+command shows it on a terminal, see :mod:`overwatch.progress`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from overwatch.histogram import Histogram
+from overwatch.progress import progress_bar
 from processing.compare import fastread, report_plots, walk
 from processing.compare.fastread import KeyInfo
 from processing.compare.registry import ConfiguredTest
@@ -26,6 +32,9 @@ from processing.compare.report_plots import PageSettings
 from processing.compare.results import ComparisonResult, Reason, Status, not_compared
 
 log = logging.getLogger(__name__)
+
+#: Most compared paths in one chunk: several chunks per job let the progress move.
+CHUNK_PATHS = 500
 
 
 @dataclass
@@ -38,6 +47,8 @@ class CompareRequest:
     jobs: int = 1
     #: Where and how to write a drill-down page per histogram (None: no HTML).
     pages: PageSettings | None = None
+    #: A bar of the histograms compared on stderr: True, False, None (on a terminal only).
+    progress: bool | None = False
 
 
 @dataclass
@@ -159,18 +170,19 @@ def _tasks(
     listings: Sequence[dict[str, KeyInfo]],
     decided: dict[str, list[ComparisonResult]],
 ) -> list[_Chunk]:
-    """One chunk per job: its share of the paths and where they sit in each file."""
-    jobs = max(1, min(request.jobs, len(pairing.common)))
+    """Chunks of at most CHUNK_PATHS compared paths, at least one per job, and where
+    their paths sit in each file."""
+    count = max(1, min(request.jobs, len(pairing.common)), -(-len(pairing.common) // CHUNK_PATHS))
     drawn = request.pages is not None
-    common = walk.chunks(pairing.common, jobs)
-    only_test = walk.chunks(pairing.only_test if drawn else [], jobs)
-    only_reference = walk.chunks(pairing.only_reference if drawn else [], jobs)
+    common = walk.chunks(pairing.common, count)
+    only_test = walk.chunks(pairing.only_test if drawn else [], count)
+    only_reference = walk.chunks(pairing.only_reference if drawn else [], count)
 
     def share(parts: list[list[str]], i: int) -> tuple[str, ...]:
         return tuple(parts[i]) if i < len(parts) else ()
 
     tasks = []
-    for i in range(jobs):
+    for i in range(count):
         mine = share(common, i) + share(only_test, i) + share(only_reference, i)
         if not mine:
             continue
@@ -204,15 +216,20 @@ def run_comparison(request: CompareRequest) -> CompareRun:
     for result in run.results:
         decided.setdefault(result.path, []).append(result)
     tasks = _tasks(request, pairing, listings, decided)
-    if len(tasks) > 1:
-        # fork: workers start in milliseconds and inherit the imported modules.
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=len(tasks), mp_context=context) as pool:
-            for found in pool.map(compare_chunk, tasks):
-                run.results += found
-    else:
-        for task in tasks:
-            run.results += compare_chunk(task)
+    bar = progress_bar(len(pairing.common), "compare", "histogram", enabled=request.progress)
+    with bar:
+        if request.jobs > 1 and len(tasks) > 1:
+            # fork: workers start in milliseconds and inherit the imported modules.
+            context = multiprocessing.get_context("fork")
+            workers = min(request.jobs, len(tasks))
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                for task, found in zip(tasks, pool.map(compare_chunk, tasks), strict=True):
+                    run.results += found
+                    bar.update(len(task.common))
+        else:
+            for task in tasks:
+                run.results += compare_chunk(task)
+                bar.update(len(task.common))
     if request.pages is not None:
         for path in pairing.mismatched:  # not readable as histograms: results only
             report_plots.write_histogram_page(request.pages, path, decided[path], None, None)
