@@ -86,7 +86,6 @@ DEMO_DEPLOYMENT = resource("deploy.demo.yaml")
 DEFAULT_FAULTS = resource("faults/demo.yaml")
 SUBSYSTEMS = ("EMC", "TPC", "HLT")
 DEMO_USER = "demo"
-__all__ = ["free_port"]  # tests and tools take the demo's free_port; it is deploy's
 
 #: What ``demo --replay`` replays: ``overwatch replay`` options (the replay's bind is the demo's).
 ReplayChoice = Replay

@@ -37,6 +37,8 @@ SHIPPED = (
     "overwatch/defaults/overwatch.yaml",
     "overwatch/defaults/checks.yaml",
     "overwatch/defaults/faults/demo.yaml",
+    "overwatch/defaults/deploy.example.yaml",
+    "overwatch/defaults/deploy.demo.yaml",
     "overwatch/defaults/layouts/emc.yaml",
     "overwatch/defaults/layouts/tpc.yaml",
     "overwatch/defaults/layouts/hlt.yaml",
@@ -150,7 +152,7 @@ def test_installed_wheel_runs_every_command_outside_the_repository(tmp_path: Pat
     assert site.is_relative_to(venv), f"overwatch imported from {site}, not the fresh venv"
 
     helped = _run([overwatch, "--help"], cwd=work, env=env, timeout=60)
-    for command in ("demo", "process", "receive", "web", "compare"):
+    for command in ("demo", "deploy", "process", "receive", "web", "compare"):
         assert command in helped.stdout
     _no_missing_files(helped)
 
@@ -181,6 +183,20 @@ def test_installed_wheel_runs_every_command_outside_the_repository(tmp_path: Pat
     assert "demo check: all subsystems served" in output
     snapshots = sorted((demo_dir / "Run1" / "EMC").glob("EMChists.*.root"))
     assert snapshots, output
+
+    # The documented deployment file is shipped, printed and checks from the installed package.
+    example = _run([overwatch, "deploy", "--example"], cwd=work, env=env, timeout=60).stdout
+    shipped = site / "overwatch" / "defaults" / "deploy.example.yaml"
+    assert example == shipped.read_text() and "data_dir:" in example
+    (work / "deploy.yaml").write_text(example)
+    checked = _run([overwatch, "deploy", "deploy.yaml", "--check"], cwd=work, env=env, timeout=60)
+    assert checked.stdout.startswith("deploy.yaml: valid, 7 programs under supervisord")
+    assert f"{venv / 'bin' / 'overwatch'}" not in checked.stdout  # told without the venv's folder
+    _no_missing_files(checked)
+    rendered = _run([overwatch, "deploy", str(shipped), "--render-only"], cwd=work, env=env,
+                    timeout=60).stdout  # fmt: skip
+    assert f"command={venv / 'bin' / 'runzeo'} -a 127.0.0.1:8100" in rendered
+    assert not (work / "overwatch-data").exists()  # --check and --render-only write nothing
 
     # The compare report carries the web app's vendored JSROOT.
     report = work / "report"
