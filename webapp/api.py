@@ -26,7 +26,7 @@ import time
 
 from flask import Blueprint, Response, request, url_for
 
-from overwatch.store.db import DatabaseUnavailable, read
+from overwatch.store.db import DatabaseUnavailable, read, redact
 from webapp import queries, views
 from webapp.context import overwatch, resources
 from webapp.http import json_error, json_response
@@ -48,9 +48,15 @@ def healthz() -> Response:
         res.check_database()
         runs = read(res.db, lambda root: len(root.runs))
     except Exception as error:  # any failure means "not healthy", reported, not raised
-        log.warning("health check: database %s unreachable: %s", res.settings.database.uri, error)
+        log.warning(
+            "health check: database %s unreachable: %s", redact(res.settings.database.uri), error
+        )
         # A public endpoint: our own message holds no address, anything else only its kind.
-        reason = error if isinstance(error, DatabaseUnavailable) else type(error).__name__
+        reason = (
+            getattr(error, "public", error)
+            if isinstance(error, DatabaseUnavailable)
+            else type(error).__name__
+        )
         response = json_error(f"database unreachable: {reason}", 503)
         response.headers["Cache-Control"] = "no-store"
         return response

@@ -27,7 +27,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 import processing
 from overwatch.config import Settings, load_settings
-from overwatch.store.db import DatabaseUnavailable, disconnected_errors
+from overwatch.store.db import DatabaseUnavailable, disconnected_errors, redact
 from webapp import (
     alarms,
     api,
@@ -225,7 +225,7 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(DatabaseUnavailable)
     def database_unavailable(error: DatabaseUnavailable) -> Response:
-        uri = resources().settings.database.uri
+        uri = redact(resources().settings.database.uri)
         log.warning("database %s unreachable while serving %s: %s", uri, request.path, error)
         response = _error(str(error), 503)
         response.headers["Retry-After"] = "5"

@@ -27,6 +27,7 @@ import sys
 from datetime import UTC, datetime
 
 from overwatch.config import ConfigError, Settings, WebSettings, load_settings
+from overwatch.store.db import redact
 from overwatch.store.layout import DataDir
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def run_web(args: argparse.Namespace) -> int:
     except DatabaseLocked as error:  # its message names the URI and says to use zeo://
         print(f"overwatch web: {error}", file=sys.stderr)
     except OSError as error:  # the database's folder cannot be made or read
-        uri = settings.database.uri
+        uri = redact(settings.database.uri)
         print(f"overwatch web: cannot open the database {uri}: {error}", file=sys.stderr)
     return 2
 
@@ -171,7 +172,8 @@ def run_users(args: argparse.Namespace) -> int:
         return 1
     except Exception as error:  # e.g. a ZEO server that does not answer
         print(
-            f"overwatch users {action}: cannot open the database {settings.database.uri}: {error}",
+            f"overwatch users {action}: cannot open the database "
+            f"{redact(settings.database.uri)}: {error}",
             file=sys.stderr,
         )
         return 1

@@ -35,6 +35,7 @@ from overwatch.store.db import (
     disconnected_errors,
     open_db,
     read,
+    redact,
     wait_connected,
 )
 from overwatch.store.models import ROOT_KEY, OverwatchRoot
@@ -141,7 +142,7 @@ class Resources:
         try:
             if self._db is None or (not self._given_db and self._db_pid != os.getpid()):
                 uri = self.settings.database.uri
-                log.info("opening the database %s (process %d)", uri, os.getpid())
+                log.info("opening the database %s (process %d)", redact(uri), os.getpid())
                 # At least a second: connecting takes a moment even once the server is back.
                 wait = max(self._remaining(), min(1.0, self.database_timeout))
                 try:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import socket
 import threading
 import time
 import weakref
@@ -60,6 +61,16 @@ class DatabaseLocked(RuntimeError):
 
 class DatabaseUnavailable(RuntimeError):
     """The database does not answer within the time the caller can wait (its server is down)."""
+
+
+class DatabaseNotRunning(DatabaseUnavailable):
+    """Nothing listens at the storage's address at all (never started, or gone).
+
+    Its text names the address and how to start a server; ``public`` is what a
+    page anyone may see says instead.
+    """
+
+    public = "no database server answers"
 
 
 def redact(uri: str) -> str:
@@ -124,6 +135,32 @@ _round_trips: weakref.WeakKeyDictionary[ZODB.DB, Callable[[float], None]] = (
 )
 
 
+#: Seconds a process waits for a ZEO server that does not answer at all when it starts
+#: (one started at the same moment gets that long to listen), then says so in one line.
+ZEO_START_WAIT = 10.0
+
+
+def _await_server(host: str, port: int, timeout: float) -> None:
+    """Wait until something listens at ``host:port``; DatabaseUnavailable after ``timeout``.
+
+    Why: ZEO's client retries in silence-breaking lines (two log lines a second for its
+    whole wait); a server that is not there at all is said once, with how to start one.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                raise DatabaseNotRunning(
+                    f"no ZEO server answers at zeo://{host}:{port} ({error.strerror or error}; "
+                    f"waited {timeout:g} s): start one with `runzeo -a {host}:{port} -f "
+                    "data/overwatch.fs`, or run everything with `overwatch deploy`"
+                ) from None
+        time.sleep(0.2)
+
+
 def open_db(uri: str, *, wait_timeout: float = 30.0, read_only: bool = False) -> ZODB.DB:
     """Open the database a URI names and make sure its root and schema are current."""
     parsed = urlparse(uri)
@@ -146,6 +183,7 @@ def open_db(uri: str, *, wait_timeout: float = 30.0, read_only: bool = False) ->
             raise DatabaseURIError(f"{uri!r}: a ZEO URI needs a host and a port, zeo://HOST:PORT")
         from ZEO.ClientStorage import ClientStorage
 
+        _await_server(parsed.hostname, parsed.port, min(wait_timeout, ZEO_START_WAIT))
         storage = ClientStorage(
             (parsed.hostname, parsed.port), wait_timeout=wait_timeout, read_only=read_only
         )
