@@ -82,6 +82,7 @@ MAX_NOTICE_BYTES = 65_536
 COUNTERS = (
     "received",  # messages received, of any kind
     "stored",  # snapshots written to disk
+    "stored_bytes",  # bytes of those snapshots
     "duplicates",  # payload identical to the previous one: not stored again
     "empty",  # empty payload: nothing to store
     "run_zero",  # run 0 (no run going on): nothing to store

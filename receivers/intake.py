@@ -426,6 +426,7 @@ class Intake:
         with self._lock:
             for item in written:
                 self.heartbeat.count("stored")
+                self.heartbeat.count("stored_bytes", len(item.data))
                 log.debug("stored %s (%d bytes)", item.relpath, len(item.data))
                 if self.notifier.notify(item.meta.run, self.subsystem, item.relpath):
                     self.heartbeat.count("notices")

@@ -29,6 +29,7 @@ DASHBOARD = REPO / "config" / "grafana-dashboard.json"
 NAMED = {
     "overwatch_receiver_received",
     "overwatch_receiver_stored",
+    "overwatch_receiver_stored_bytes",
     "overwatch_receiver_quarantined",
     "overwatch_receiver_pending_bytes",
     "overwatch_last_snapshot_age_seconds",
@@ -88,6 +89,7 @@ def test_values_move_as_data_arrives(app_db) -> None:
     beat = Heartbeat(data, "EMC")
     beat.count("received", 3)
     beat.count("stored", 2)
+    beat.count("stored_bytes", 5000)
     beat.count("quarantined", 1)
     beat.pending["bytes"] = 4096
     beat.update(last_snapshot=T0)
@@ -111,6 +113,7 @@ def test_values_move_as_data_arrives(app_db) -> None:
     emc = {"subsystem": "EMC"}
     assert value(after, "overwatch_receiver_received_total", **emc) == 3.0
     assert value(after, "overwatch_receiver_stored_total", **emc) == 2.0
+    assert value(after, "overwatch_receiver_stored_bytes_total", **emc) == 5000.0
     assert value(after, "overwatch_receiver_quarantined_total", **emc) == 1.0
     assert value(after, "overwatch_receiver_pending_bytes", **emc) == 4096.0
     assert value(after, "overwatch_last_snapshot_age_seconds", **emc) >= 0.0

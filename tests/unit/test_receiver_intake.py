@@ -154,6 +154,7 @@ def test_a_valid_snapshot_is_stored_verbatim_and_announced(tmp_path: Path) -> No
         assert notice == {"run": 1, "subsystem": "EMC", "path": outcome.path}
         counters = intake.counters
         assert counters["stored"] == 1 and counters["notices"] == 1
+        assert counters["stored_bytes"] == len(payload)  # the bytes metric per receiver
         assert intake.heartbeat.fields["last_snapshot_path"] == outcome.path
         intake.close()
     finally:
