@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TextIO
 
 from overwatch.cli import add_timezone_options, timezone_option
+from overwatch.progress import progress_bar
 from overwatch.store.archive import ArchiveError, Source, read_source
 from receivers.commands import _settings, _stop_on_signals
 from receivers.replay import MAX_GAP, ReplayError, ReplayItem, ReplayPlan, ReplaySender
@@ -61,8 +62,9 @@ def _subsystems(text: str) -> list[str]:
 
 
 class Progress:
-    """Progress of a replay on ``stream``: one line rewritten in place on a terminal,
-    else a line every ``every`` snapshots (and the last one)."""
+    """Progress of a replay on ``stream``: the project's progress bar on a terminal
+    (:mod:`overwatch.progress`), else a line every ``every`` snapshots (and the last one),
+    which a log under supervisord keeps."""
 
     def __init__(self, stream: TextIO, total: int | None, *, tty: bool | None = None) -> None:
         self.stream = stream
@@ -70,35 +72,35 @@ class Progress:
         self.tty = stream.isatty() if tty is None else tty
         self.every = max(10, (total or 0) // 20) if total else 100
         self.started = time.monotonic()
-        self._shown = 0.0
-        self._open = False  # a line in place not ended yet
+        self._bar = (
+            progress_bar(total, "replay", "snapshot", enabled=True, file=stream)
+            if self.tty
+            else None
+        )
 
     def __call__(self, item: ReplayItem, served: int, total: int | None) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(
+                f"run {item.run} {item.subsystem}, pass {item.pass_index + 1}", refresh=False
+            )
+            self._bar.update(served - self._bar.n)
+            return
         elapsed = time.monotonic() - self.started
         rate = served / elapsed if elapsed > 0 else 0.0
         of = f"/{total}" if total else ""
         share = f" {100 * served / total:3.0f}%" if total else ""
-        text = (
-            f"replay{share} {served}{of} snapshots, {rate:.1f}/s, "
-            f"last run {item.run} {item.subsystem} (pass {item.pass_index + 1})"
-        )
-        last = total is not None and served == total
-        if self.tty:
-            now = time.monotonic()
-            if last or now - self._shown >= 0.1:  # a terminal needs no more than 10 a second
-                self.stream.write("\r" + text.ljust(79) + ("\n" if last else ""))
-                self.stream.flush()
-                self._shown, self._open = now, not last
-        elif last or served % self.every == 0:
-            self.stream.write(text + "\n")
+        if (total is not None and served == total) or served % self.every == 0:
+            self.stream.write(
+                f"replay{share} {served}{of} snapshots, {rate:.1f}/s, "
+                f"last run {item.run} {item.subsystem} (pass {item.pass_index + 1})\n"
+            )
             self.stream.flush()
 
     def finish(self) -> None:
-        """End a line left open in place (a replay stopped before its last snapshot)."""
-        if self._open:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._open = False
+        """End the bar (a replay stopped before its last snapshot leaves it where it was)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def _seconds(seconds: float) -> str:

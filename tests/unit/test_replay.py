@@ -422,10 +422,10 @@ def test_progress_in_place_on_a_terminal_and_by_lines_otherwise(tmp_path) -> Non
     assert [line.split(" snapshots")[0] for line in lines.getvalue().splitlines()] == [
         "replay  40% 10/25", "replay  80% 20/25", "replay 100% 25/25",
     ]  # fmt: skip
-    assert tty.getvalue().startswith("\rreplay   4% 1/25") and tty.getvalue().endswith("\n")
-    assert tty.getvalue().count("\n") == 1
-    in_place.finish()  # the last line was ended already
-    assert tty.getvalue().count("\n") == 1
+    in_place.finish()
+    drawn = tty.getvalue()  # the project's tqdm bar, redrawn in place
+    assert "\r" in drawn and "replay: 100%" in drawn and "25/25" in drawn
+    assert drawn.count("\n") <= 1
     stopped = Progress(io.StringIO(), None, tty=True)
     stopped(items[0], 1, None)
     stopped.finish()  # a loop stopped: its line is ended once
