@@ -9,7 +9,7 @@ receivers are the usual ``overwatch receive`` (``--pattern req`` for ``rep``,
 
 What a person sees: the plan first (snapshots, runs as sent, subsystems, and
 every file of the source that cannot be read, with its reason), then progress
-(one line updated in place on a terminal, else a line every few snapshots),
+(a progress bar on a terminal, else a line every few snapshots, for logs),
 and a summary at the end. Wrong input exits 2 before anything is bound: a
 missing source, one without snapshots, an unknown run or subsystem, a bad
 ``--speed``. The exit code is 1 if a snapshot could not be read when due.
