@@ -154,8 +154,9 @@ def _await_server(host: str, port: int, timeout: float) -> None:
         except OSError as error:
             if time.monotonic() >= deadline:
                 raise DatabaseNotRunning(
-                    f"no ZEO server answers at zeo://{host}:{port} ({error.strerror or error}; "
-                    f"waited {timeout:g} s): start one with `runzeo -a {host}:{port} -f "
+                    f"the database is unreachable: no ZEO server answers at zeo://{host}:{port} "
+                    f"({error.strerror or error}; waited {timeout:.0f} s): start one with "
+                    f"`runzeo -a {host}:{port} -f "
                     "data/overwatch.fs`, or run everything with `overwatch deploy`"
                 ) from None
         time.sleep(0.2)
