@@ -280,6 +280,9 @@ class NotificationDispatcher:
         self.status_interval = status_interval
         self.stopping = threading.Event()
         self._changed = threading.Event()
+        # The writer thread and callers both save counters: one at a time, so an
+        # older snapshot never lands after a newer one.
+        self._status_lock = threading.Lock()
         self._workers = [_Worker(notifier, self) for notifier in notifiers]
         self._writer: threading.Thread | None = None
         self._started_at = 0.0
@@ -347,8 +350,9 @@ class NotificationDispatcher:
         if self.status_file is None:
             return
         try:
-            data = json.dumps(self.status(), indent=1).encode("utf-8")
-            atomic_write(self.status_file, data, fsync=False)
+            with self._status_lock:
+                data = json.dumps(self.status(), indent=1).encode("utf-8")
+                atomic_write(self.status_file, data, fsync=False)
         except OSError as error:
             log.warning("cannot write %s: %s", self.status_file, error)
 
