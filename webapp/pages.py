@@ -88,19 +88,37 @@ def plugin_bar(run: int, subsystem: str, resolved: Any, option_errors: dict) -> 
 
 
 def drawing(resolved: Any, path: str, group: str, args: dict[str, str]) -> dict[str, Any]:
-    """One figure of a page: JSON URL, draw option (the user's, else the plugin's), note."""
+    """One figure of a page: JSON URL, draw option, note.
+
+    The draw option is the plugin's with the user's merged in: ``opt.<path>=`` for this
+    histogram, else the page-wide ``opt=`` for a 1D one (processing/slices/draw_options.py
+    says why; on a histogram's own page ``opt=`` is that histogram's); an option JSROOT would not understand is named (``option_error``) and the
+    plugin's is drawn.
+    """
     view = resolved.view
     spec = view.spec
+    key = f"opt.{path}"
+    own = request.args.get(key, "").strip()[:MAX_OPTION_LENGTH]
+    if not own and request.endpoint == "pages.histogram_page":
+        own = args["opt"]  # the page shows this one histogram: opt= is its own
+    chosen = view.user_draw_option(path, own, args["opt"])
     return {
         "path": path,
         "class_name": view.class_of(path),
         "json": views.drawing_url(resolved, path),
-        "option": args["opt"] or view.draw_option(path),
+        "option": chosen.option,
+        "option_error": chosen.error,
+        "option_key": key,
+        "own_option": own,
+        "plugin_option": view.draw_option(path),
         "title": view.display(path).title,
         "page": views.histogram_page_url(
-            spec.run, spec.subsystem, path, group=group, **args, **views.changed_options(resolved)
-        ),
+            spec.run, spec.subsystem, path, group=group, **args, **{key: own},
+            **views.changed_options(resolved),
+        ),  # fmt: skip
         "note": view.annotations.get(path),
+        # Annotations are the view's own: computed from the slice the page shows, said so.
+        "about": view.describe(),
         # A graph or function cannot be subtracted: a slice shows it as at its end.
         "not_sliced": spec.start is not None and path in view.not_sliced(),
         "quality": view.analysis.histogram_qualities().get(path),

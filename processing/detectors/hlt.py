@@ -72,7 +72,11 @@ class HLTPlugin(DetectorPlugin):
 
     def display(self, path: str, histogram: Histogram) -> Display:
         if path in (TRIGGER_CLASSES, TRIGGER_RATE, TRIGGER_PER_EVENT):
-            return Display(draw_option="hist text")  # the numbers matter more than the shape
+            # The numbers matter more than the shape. JSROOT's "text" turns them upright and
+            # as tall as a bin is wide when bins are narrow (oversized, over the bars); the
+            # "n" of "textn" keeps them level above each bar, all shrunk to fit the widest
+            # bin. No stat box: the mean of a class index means nothing.
+            return Display(draw_option="hist textn nostat")
         return super().display(path, histogram)
 
     def annotate(

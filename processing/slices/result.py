@@ -13,6 +13,7 @@ live pipeline runs; callers only read it.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,12 +29,15 @@ from overwatch.plugins import DetectorPlugin, Display, SliceContext, run_hook
 from processing.analysis.slice_analysis import STACK_CLASS, SliceAnalysis
 from processing.analysis.trending import TrendStore
 from processing.ingest.objects import ObjectRecord, assemble, part_path
+from processing.slices import draw_options
 from processing.slices.reader import UnknownHistogram
 from processing.slices.spec import SliceSpec, minute_of
 
 #: How the plugin draws a histogram does not change from one slice to the next:
 #: remembered per (plugin, path, class) for every view of this process.
 _DISPLAYS = LRU(100_000)
+#: A 2D draw option with a palette (colz, col7z, contz, surf...z): JSROOT draws the palette.
+_PALETTE = re.compile(r"(?i)\b(col\d*|cont\d*|surf\d*|lego\d*)z\b")
 
 
 @dataclass
@@ -164,12 +168,33 @@ class SliceView:
             _DISPLAYS.put(key, found)
         return found
 
-    def draw_option(self, path: str) -> str:
-        """A JSROOT draw option: the plugin's option plus its log axes ("colz;logz")."""
+    def draw_option(self, path: str, user: str = "") -> str:
+        """A JSROOT draw option: the plugin's option plus its log axes ("colz;logz"), with
+        ``user``'s option merged in (see :mod:`processing.slices.draw_options`; a wrong one
+        raises DrawOptionError).
+
+        A map drawn with a palette goes without a stat box: JSROOT puts both at the
+        right edge, and the box covers the palette's labels and the map's cells.
+        """
         display = self.display(path)
         parts = [display.draw_option.strip()]
         parts += [axis for axis in ("logx", "logy", "logz") if getattr(display, axis)]
-        return ";".join(part for part in parts if part)
+        own = ";".join(part for part in parts if part)
+        if self.dimension(path) == 2 and _PALETTE.search(own):
+            own += ";nostat"
+        return draw_options.merge(own, draw_options.check(user)) if user.strip() else own
+
+    def user_draw_option(self, path: str, own: str, page: str = "") -> draw_options.Merged:
+        """The option a page draws ``path`` with: the user's for this histogram (``own``),
+        else the page-wide one for a 1D histogram or stack, merged with the plugin's; a
+        refused one keeps the plugin's and says why."""
+        user = own if own.strip() else (page if self.dimension(path) == 1 else "")
+        return draw_options.merged(self.draw_option(path), user)
+
+    def dimension(self, path: str) -> int:
+        """A histogram's dimension; 1 for stacks and the producer's other objects."""
+        histogram = self.histograms.get(path)
+        return 1 if histogram is None or path in self.analysis.stacks else histogram.ndim
 
     def jsroot(self, path: str) -> dict:
         """TBufferJSON of a path as shown: a histogram, a stack of its members, or another

@@ -133,7 +133,7 @@ def test_qualities_annotations_alarms_and_trends(site, browser, tmp_path: Path) 
     info = figure.locator(".ow-annotation-info").inner_text()
     assert "1 hot cell(s)" in info and "hot: column 10, row 5" in info
     drawing = figure.locator(".ow-drawing")
-    assert drawing.get_attribute("data-opt") == "colz;logz"  # the plugin's display
+    assert drawing.get_attribute("data-opt") == "colz;logz;nostat"  # the plugin's, no stat box
     assert drawing.evaluate(RED_PATHS) >= 1
     shot = tmp_path / "hot-cell.png"
     drawing.screenshot(path=str(shot))

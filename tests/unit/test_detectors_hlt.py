@@ -41,7 +41,7 @@ def test_trigger_class_rates_and_counts_per_event(plugin, hlt_slice):
     assert rate.axes[0].labels[1] == TRIGGER_CLASSES[0]
     # Fractions per event match what the simulator was told (55 % x 1.3 for CINT7-B).
     assert per_event.values[1] == pytest.approx(0.55 * 1.3, rel=0.02)
-    assert plugin.display("HLT/triggerClassRate", rate).draw_option == "hist text"
+    assert plugin.display("HLT/triggerClassRate", rate).draw_option == "hist textn nostat"
     # No duration: no rate; no events: no per-event counts; no trigger histogram: nothing.
     still = SliceContext(5, "HLT", START, START, 0.0)
     assert plugin.derived(piece, {}, still) == {}

@@ -66,6 +66,33 @@ async function fetchOne(div) {
   }
 }
 
+// Numbers over bars ("text" options): room above the highest bar for its number, which
+// JSROOT draws above the bar's top and would otherwise clip at the frame (the first bin of a
+// falling distribution lost its label). A range the producer or user set is kept.
+const NO_ZOOM = -1111;
+function roomForText(obj, option) {
+  if (!/text/i.test(option) || /logy/i.test(option) || !obj || !obj._typename?.startsWith('TH1')) return;
+  if (obj.fMaximum !== NO_ZOOM || !Array.isArray(obj.fArray)) return;
+  const inner = obj.fArray.slice(1, -1);
+  const top = Math.max(0, ...inner);
+  if (top > 0) obj.fMaximum = top * 1.18;
+}
+
+// Axis titles clear of the tick labels. JSROOT draws the x title at the axis' right end,
+// where the last label often is: at ROOT's offset 1 they ran into each other, so it goes a
+// little lower. A y title at offset 1 or less is placed by JSROOT itself (offset 0: just
+// left of the widest label). Members of a stack and a graph's frame get the same.
+const X_TITLE_OFFSET = 1.35;
+function clearTitles(obj) {
+  const histograms = obj?._typename === 'THStack' ? (obj.fHists?.arr || [])
+    : obj?.fHistogram ? [obj.fHistogram] : [obj]; // a graph's axes are its frame histogram's
+  for (const h of histograms) {
+    if (!h?.fXaxis || !h._typename?.startsWith('TH') && !h._typename?.startsWith('TProfile')) continue;
+    if (h.fXaxis.fTitle && h.fXaxis.fTitleOffset < X_TITLE_OFFSET) h.fXaxis.fTitleOffset = X_TITLE_OFFSET;
+    if (h.fYaxis?.fTitle && h.fYaxis.fTitleOffset <= 1) h.fYaxis.fTitleOffset = 0;
+  }
+}
+
 // Draw one fetched histogram; skip the drawing when its content did not change. A drawing
 // already on the page is updated in place (JSROOT keeps the user's zoom, log scales and
 // draw options); data-snapshot says which snapshot (unix seconds) the drawing shows.
@@ -96,6 +123,8 @@ async function drawFetched(J, div, fetched) {
   if (!div.isConnected) return; // the page changed meanwhile
   try {
     const obj = J.parse(text);
+    roomForText(obj, div.dataset.opt || '');
+    clearTitles(obj);
     if (drawn) {
       await J.redraw(div, obj, div.dataset.opt || '');
     } else {
