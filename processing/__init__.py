@@ -75,6 +75,7 @@ _EXPORTS = {
     "SORT_ORDERS": "processing.compare.online",
     "Overlay": "processing.compare.online",
     "OverlayError": "processing.compare.online",
+    "overlay_of": "processing.compare.online",
     "ReferenceComparer": "processing.compare.online",
     "ReferenceNotFound": "processing.compare.online",
     "comparison_records": "processing.compare.online",
@@ -116,6 +117,7 @@ __all__ = [
     "list_alarms",
     "minute_of",
     "options_text",
+    "overlay_of",
     "parse_link",
     "run_history",
     "run_start",
@@ -156,6 +158,7 @@ if TYPE_CHECKING:  # what type checkers and readers see
         OverlayError,
         ReferenceComparer,
         ReferenceNotFound,
+        overlay_of,
     )
     from processing.compare.online import records as comparison_records
     from processing.ingest.cache import CacheError

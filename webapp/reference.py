@@ -7,9 +7,11 @@
     reason, detail}]}``; with no reference, ``reference`` is null and
     ``results`` empty.
 ``GET /api/runs/<run>/<sys>/overlay/<path>?ref=<run>&slice=cumulative|latest``
-    ``{"data", "reference", "ratio", "reference_run", "scale", "slice"}``:
-    three ROOT TBufferJSON histograms (the reference scaled to the data's
-    integral, the ratio data/reference with errors) for JSROOT.
+    ``{"data", "reference", "ratio", "reference_run", "scale", "slice", "mode",
+    "palette"[, "projections"]}``: three ROOT TBufferJSON histograms (the reference
+    scaled to the data's integral, the ratio data/reference with errors) for JSROOT,
+    and how they are drawn (``mode``, chosen per class: :data:`OVERLAY_MODES`); a 3D
+    histogram adds its x, y and z projections, each with its own three.
 
 Which reference: ``ref=<run>`` in the URL wins over the configured
 ``compare.reference_runs[<SYS>]``; ``ref=none`` turns the comparison off; no
@@ -61,6 +63,7 @@ from processing import (
     available_tests,
     configure,
     get_test,
+    overlay_of,
 )
 from processing import comparison_records as records
 from webapp import queries, views
@@ -233,8 +236,31 @@ def _ratio_range(ratio: np.ndarray, filled: np.ndarray) -> tuple[float, float]:
     return 1.0 - half, 1.0 + half
 
 
-def overlay_json(overlay: Overlay, run: int, subsystem: str, reference: int, view: str) -> bytes:
-    """The overlay as JSON: three TBufferJSON histograms and what was done to them."""
+#: How an overlay is drawn, chosen per class (static/reference.js draws each mode):
+#: - ``lines``: 1D (histograms, profiles): the data, the reference as a red line over it,
+#:   and the ratio in a pad below sharing the x axis, its range and its log state;
+#: - ``ratio-map``: TH2 counts: the data map and, beside it, data/reference as a map on a
+#:   diverging palette centred on 1 (blue below, red above): a red box per cell over a
+#:   colour map cannot be read;
+#: - ``side-by-side``: TProfile2D: the data's and the reference's maps of means beside each
+#:   other on one z range (a ratio of means near zero says nothing);
+#: - ``projections``: 3D: the x, y and z projections of both, each drawn as ``lines``.
+OVERLAY_MODES = ("lines", "ratio-map", "side-by-side", "projections")
+#: ROOT's kLightTemperature (blue - white - red): the ratio map's diverging palette.
+DIVERGING_PALETTE = 87
+
+
+def overlay_mode(class_name: str, ndim: int) -> str:
+    """How an overlay of this class is drawn (see :data:`OVERLAY_MODES`)."""
+    if ndim == 1:
+        return "lines"
+    if ndim == 3:
+        return "projections"
+    return "side-by-side" if class_name.startswith("TProfile") else "ratio-map"
+
+
+def _parts(overlay: Overlay, reference: int) -> dict[str, Any]:
+    """Data, reference and ratio of one overlay as TBufferJSON with our colours and sizes."""
     data = to_jsroot(overlay.data)
     mine = to_jsroot(overlay.reference)
     mine["fName"] = f"{mine['fName']}_reference"
@@ -250,25 +276,46 @@ def overlay_json(overlay: Overlay, run: int, subsystem: str, reference: int, vie
     low, high = _ratio_range(overlay.ratio.values[inner], overlay.reference.contents()[inner] != 0)
     ratio["fMinimum"], ratio["fMaximum"] = low, high
     ratio["fTitle"] = ""
-    axis = "fYaxis" if overlay.ratio.ndim == 1 else "fZaxis"
-    ratio[axis]["fTitle"] = "data / ref"
-    # The ratio pad is about a third of the main pad's height; sizes are fractions of it.
-    for name in ("fXaxis", "fYaxis", "fZaxis"):
-        ratio[name].update(fLabelSize=RATIO_TEXT_SIZE, fTitleSize=RATIO_TEXT_SIZE)
-    ratio["fYaxis"].update(fNdivisions=505, fTitleOffset=0.35)
-    return to_json_bytes(
-        {
-            "run": run,
-            "subsystem": subsystem,
-            "path": overlay.data.name,
-            "slice": view,
-            "reference_run": reference,
-            "scale": overlay.scale,
-            "data": data,
-            "reference": mine,
-            "ratio": ratio,
-        }
-    )
+    if overlay.ratio.ndim == 1:
+        # The ratio pad is about a third of the main pad's height; sizes are fractions of it,
+        # and the y title sits just left of the tick labels (offset 0: JSROOT places it).
+        for name in ("fXaxis", "fYaxis"):
+            ratio[name].update(fLabelSize=RATIO_TEXT_SIZE, fTitleSize=RATIO_TEXT_SIZE)
+        ratio["fYaxis"].update(fNdivisions=505, fTitleOffset=0, fTitle="data / ref")
+        ratio["fXaxis"]["fTitle"] = ""
+    else:  # beside the data map, as large as it
+        ratio["fTitle"] = "data / reference"
+        ratio["fZaxis"]["fTitle"] = ""
+    return {"data": data, "reference": mine, "ratio": ratio}
+
+
+def overlay_json(overlay: Overlay, run: int, subsystem: str, reference: int, view: str) -> bytes:
+    """The overlay as JSON: TBufferJSON histograms, how to draw them and what was done."""
+    mode = overlay_mode(overlay.data.class_name, overlay.data.ndim)
+    answer: dict[str, Any] = {
+        "run": run,
+        "subsystem": subsystem,
+        "path": overlay.data.name,
+        "slice": view,
+        "reference_run": reference,
+        "scale": overlay.scale,
+        "mode": mode,
+        "palette": DIVERGING_PALETTE,
+        **_parts(overlay, reference),
+    }
+    if mode == "projections":
+        answer["projections"] = []
+        for axis in range(3):
+            name = f"{overlay.data.name}_p{'xyz'[axis]}"
+            projected = overlay_of(
+                overlay.data.project((axis,), name=name),
+                overlay.reference.project((axis,), name=name),
+            )
+            parts = _parts(projected, reference)
+            title = overlay.data.axes[axis].title or "xyz"[axis]
+            parts["data"]["fTitle"] = f"projection on {title}"
+            answer["projections"].append({"axis": "xyz"[axis], **parts})
+    return to_json_bytes(answer)
 
 
 @bp.route("/api/runs/<int:run>/<subsystem>/overlay/<path:path>")

@@ -3,9 +3,14 @@
 // When the page compares with a reference run (the #ow-reference summary is present):
 // - the compare API fills the summary table and puts a status badge on every figure;
 // - with sort=worst the figures of the group are reordered, worst first;
-// - every <div class="ow-overlay" data-overlay="URL"> is drawn with JSROOT: data and the
-//   reference scaled to it in one pad (the reference with "same", in red), the ratio
-//   data/reference in a small pad below (y range centred on 1, set by the server).
+// - every <div class="ow-overlay" data-overlay="URL"> is drawn with JSROOT in the overlay's
+//   mode (chosen per class by webapp/reference.py): "lines" (1D: data and the reference
+//   scaled to it in one pad, the reference in red; the ratio in a pad below that shares
+//   the main pad's x axis, range and log state, also after a zoom), "ratio-map" (TH2: the
+//   data map and the ratio map on a diverging palette beside it), "side-by-side"
+//   (TProfile2D: data and reference maps on one z range), "projections" (3D: the x, y, z
+//   projections each as "lines");
+// - the summary says which views are compared (and when the reference is the run itself).
 // The reference is view state kept in the URL (ref=, test=, threshold=, sort=): links and
 // GET forms of the same subsystem that do not carry it get it added, so changing group,
 // slice or draw option keeps the comparison. Pages are swapped without reloads by
@@ -34,12 +39,21 @@ function referenceParams() {
   return REFERENCE_PARAMS.filter((key) => current.has(key)).map((key) => [key, current.get(key)]);
 }
 
-// Keep the comparison when following the page's own links and forms.
+// Per-histogram draw options (opt.<path>=, webapp/pages.py) are view state too.
+function carriedParams() {
+  const own = [...new URLSearchParams(location.search)].filter(([key, value]) => key.startsWith('opt.') && value);
+  return [...referenceParams(), ...own];
+}
+
+// Keep the comparison and the histograms' own draw options when following the page's own
+// links and forms (the run page: its reference form names the subsystem's base; a histogram
+// page: its way back to the run page).
 function carryParams(page) {
   const form = page.querySelector('.ow-reference-form');
-  if (!form) return;
-  const base = new URL(form.getAttribute('action'), location.href).pathname;
-  const params = referenceParams();
+  const back = page.querySelector('.ow-crumbs a:nth-of-type(2)');
+  if (!form && !back) return;
+  const base = new URL(form ? form.getAttribute('action') : back.getAttribute('href'), location.href).pathname;
+  const params = carriedParams();
   if (!params.length) return;
   const ours = (url) => url.origin === location.origin && (url.pathname === base || url.pathname.startsWith(base + '/'));
   page.querySelectorAll('a[href]').forEach((link) => {
@@ -159,8 +173,95 @@ function reorder(page, answer) {
 
 function showError(div, message) {
   div.classList.add('ow-drawing-error');
-  div.querySelectorAll('.ow-overlay-main, .ow-overlay-ratio').forEach((pad) => { pad.textContent = ''; });
+  div.querySelectorAll('.ow-overlay-main, .ow-overlay-ratio').forEach((pad) => {
+    pad.querySelectorAll('.ow-pad').forEach((inner) => loadJsroot().then((J) => J.cleanup(inner)));
+    pad.textContent = '';
+  });
   div.querySelector('.ow-overlay-main').textContent = message;
+}
+
+// A pad of its own inside a row (main or ratio) of the overlay.
+function newPad(row, name) {
+  const pad = document.createElement('div');
+  pad.className = 'ow-pad';
+  pad.dataset.pad = name;
+  row.append(pad);
+  return pad;
+}
+
+const logFlags = (fp) => ['logx'].filter((axis) => fp && fp[axis]).join(';');
+
+// The ratio pad follows the main pad's x axis: its log state and its range, now and after
+// every zoom or unzoom of the main pad (the two share one x axis).
+async function shareX(J, mainPad, ratioPad, ratio) {
+  const fp = J.getElementMainPainter(mainPad)?.getFramePainter();
+  const follow = async () => {
+    let rp = J.getElementMainPainter(ratioPad);
+    let rfp = rp?.getFramePainter();
+    if (!rfp || Boolean(rfp.logx) !== Boolean(fp.logx)) {
+      J.cleanup(ratioPad);
+      ratioPad.textContent = '';
+      rp = await J.draw(ratioPad, ratio, ['E', logFlags(fp)].filter(Boolean).join(';'));
+      rfp = rp.getFramePainter();
+    }
+    if (Math.abs(rfp.scale_xmin - fp.scale_xmin) > 1e-9 * Math.abs(fp.scale_xmax - fp.scale_xmin)
+        || Math.abs(rfp.scale_xmax - fp.scale_xmax) > 1e-9 * Math.abs(fp.scale_xmax - fp.scale_xmin)) {
+      await rfp.zoom(fp.scale_xmin, fp.scale_xmax);
+    }
+  };
+  await follow();
+  if (!fp || fp.owShared) return;
+  fp.owShared = true;
+  for (const name of ['zoom', 'unzoom']) {
+    const original = fp[name].bind(fp);
+    fp[name] = async (...args) => {
+      const changed = await original(...args);
+      if (ratioPad.isConnected) await follow();
+      return changed;
+    };
+  }
+}
+
+// 1D: data with its own option (the plugin's log axes included), the reference as a line
+// over it, the ratio below on the same x axis.
+async function drawLines(J, mainRow, ratioRow, parts, option, name) {
+  const mainPad = newPad(mainRow, name);
+  const ratioPad = newPad(ratioRow, name);
+  // The y range holds both: JSROOT sizes it to the data alone, and a reference above it
+  // ran out of the frame.
+  const top = (h) => Math.max(...h.fArray.slice(1, -1));
+  if (parts.data.fMaximum === -1111 && top(parts.reference) > top(parts.data)) {
+    parts.data.fMaximum = top(parts.reference) + 0.05 * Math.abs(top(parts.reference));
+  }
+  await J.draw(mainPad, parts.data, option);
+  await J.draw(mainPad, parts.reference, 'same hist');
+  await shareX(J, mainPad, ratioPad, parts.ratio);
+}
+
+async function drawModes(J, div, overlay) {
+  const main = div.querySelector('.ow-overlay-main');
+  const ratio = div.querySelector('.ow-overlay-ratio');
+  const option = div.dataset.opt || '';
+  div.dataset.mode = overlay.mode;
+  if (overlay.mode === 'lines') {
+    await drawLines(J, main, ratio, overlay, option, 'data');
+  } else if (overlay.mode === 'projections') {
+    for (const projection of overlay.projections) {
+      await drawLines(J, main, ratio, projection, '', projection.axis);
+    }
+  } else if (overlay.mode === 'ratio-map') {
+    await J.draw(newPad(main, 'data'), overlay.data, option || 'colz');
+    await J.draw(newPad(ratio, 'ratio'), overlay.ratio, `colz;nostat;pal${overlay.palette}`);
+  } else { // side-by-side: data and reference on one z range
+    const low = Math.min(...[overlay.data, overlay.reference].map((h) => Math.min(...h.fArray)));
+    const high = Math.max(...[overlay.data, overlay.reference].map((h) => Math.max(...h.fArray)));
+    for (const h of [overlay.data, overlay.reference]) {
+      h.fMinimum = low;
+      h.fMaximum = high;
+    }
+    await J.draw(newPad(main, 'data'), overlay.data, option || 'colz');
+    await J.draw(newPad(ratio, 'reference'), overlay.reference, 'colz');
+  }
 }
 
 async function drawOverlay(J, div) {
@@ -177,20 +278,44 @@ async function drawOverlay(J, div) {
   const ratio = div.querySelector('.ow-overlay-ratio');
   try {
     const overlay = J.parse(fetched.text);
-    const oneD = overlay.data._typename.startsWith('TH1') || overlay.data._typename === 'TProfile';
-    J.cleanup(main);
-    J.cleanup(ratio);
+    div.querySelectorAll('.ow-pad').forEach((pad) => J.cleanup(pad));
     main.textContent = '';
     ratio.textContent = '';
     div.classList.remove('ow-drawing-error');
-    await J.draw(main, overlay.data, div.dataset.opt || '');
-    await J.draw(main, overlay.reference, oneD ? 'same hist' : 'same box');
-    await J.draw(ratio, overlay.ratio, oneD ? 'E' : 'colz');
+    div.classList.toggle('ow-overlay-beside', overlay.mode === 'ratio-map' || overlay.mode === 'side-by-side');
+    div.classList.toggle('ow-overlay-columns', overlay.mode === 'projections');
+    await drawModes(J, div, overlay);
     div.dataset.etag = fetched.etag;
     div.classList.add('ow-overlay-drawn');
   } catch (error) {
     showError(div, 'JSROOT could not draw this comparison: ' + error);
   }
+}
+
+// Which views the comparison is of (the page's, or the whole run for an on-demand slice),
+// and a word when the reference is the run itself.
+function describeComparison(summary, answer) {
+  let note = summary.querySelector('.ow-reference-of');
+  if (!note) {
+    note = document.createElement('p');
+    note.className = 'ow-reference-of ow-dim';
+    summary.querySelector('summary').after(note);
+  }
+  const shown = new URLSearchParams(location.search).get('slice') || 'cumulative';
+  const of = answer.slice === 'latest' ? 'the latest slice' : 'the whole run';
+  let text = `Compared: ${of} of run ${answer.run} with the whole run of run ${answer.reference}.`;
+  if (!['cumulative', 'latest'].includes(shown)) {
+    text += ' The page shows an on-demand slice; the comparison is of the whole run.';
+  }
+  if (answer.reference === answer.run) {
+    text += answer.slice === 'latest'
+      ? ` The reference is run ${answer.run} itself: its latest slice against its whole run.`
+      : ` The reference is run ${answer.run} itself: every histogram agrees with itself.`;
+    note.classList.add('ow-reference-self');
+  } else {
+    note.classList.remove('ow-reference-self');
+  }
+  note.textContent = text;
 }
 
 async function compareAndDraw(page, summary, token) {
@@ -204,6 +329,7 @@ async function compareAndDraw(page, summary, token) {
   }
   if (token !== generation || !page.isConnected) return;
   renderSummary(summary, answer);
+  describeComparison(summary, answer);
   const byPath = new Map(answer.results.map((result) => [result.path, result]));
   putBadges(page, byPath);
   if (summary.dataset.sort === 'worst') reorder(page, answer);
@@ -246,7 +372,7 @@ new MutationObserver(() => {
   if (page !== shown) {
     if (shown && jsrootPromise) {
       const old = shown;
-      jsrootPromise.then((J) => old.querySelectorAll('.ow-overlay-main, .ow-overlay-ratio').forEach((pad) => J.cleanup(pad)));
+      jsrootPromise.then((J) => old.querySelectorAll('.ow-overlay .ow-pad').forEach((pad) => J.cleanup(pad)));
     }
     shown = page;
     init(page);
@@ -258,6 +384,6 @@ window.addEventListener('resize', () => {
   clearTimeout(resizeTimer);
   resizeTimer = setTimeout(() => {
     if (!jsrootPromise) return;
-    jsrootPromise.then((J) => document.querySelectorAll('.ow-overlay-drawn > div').forEach((pad) => J.resize(pad)));
+    jsrootPromise.then((J) => document.querySelectorAll('.ow-overlay-drawn .ow-pad').forEach((pad) => J.resize(pad)));
   }, 200);
 });
