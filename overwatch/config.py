@@ -353,7 +353,7 @@ def _validate_value(section: str, key: str, value: Any, source: str) -> Any:
     return converted
 
 
-def _validate_layer(data: Mapping[Any, Any], source: str) -> dict[str, dict[str, Any]]:
+def validate_layer(data: Mapping[Any, Any], source: str) -> dict[str, dict[str, Any]]:
     """Validate a whole YAML document: a mapping of sections, each a mapping of keys."""
     result: dict[str, dict[str, Any]] = {}
     for section, values in data.items():
@@ -371,15 +371,23 @@ def _validate_layer(data: Mapping[Any, Any], source: str) -> dict[str, dict[str,
     return result
 
 
-def _read_yaml(path: Path) -> dict[Any, Any]:
+def read_yaml_text(
+    path: Path, error: type[Exception] = ConfigError, what: str = "config file"
+) -> Any:
+    """The YAML document in ``path``; ``error`` names the file (``what``) and why not."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from exc
+        raise error(f"{path}: cannot read the {what} ({exc.strerror})") from exc
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        raise error(f"{path}: not valid YAML ({exc})") from exc
+
+
+def read_yaml(path: Path) -> dict[Any, Any]:
+    """A configuration file: a mapping of sections (empty when the file is)."""
+    data = read_yaml_text(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -467,7 +475,7 @@ def load_settings(
     values: dict[str, dict[str, Any]] = {}
     sources: dict[str, tuple[int, str]] = {}  # dotted key -> (layer rank, file or variable)
     for rank, path in enumerate(paths):
-        for section, keys in _validate_layer(_read_yaml(path), str(path)).items():
+        for section, keys in validate_layer(read_yaml(path), str(path)).items():
             values.setdefault(section, {}).update(keys)
             sources.update({f"{section}.{key}": (rank, str(path)) for key in keys})
         logger.debug("loaded settings layer %s", path)

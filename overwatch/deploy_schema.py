@@ -41,9 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from overwatch.config import ConfigError, _validate_layer
+from overwatch.config import ConfigError, read_yaml_text, validate_layer
 from overwatch.names import is_subsystem
 from overwatch.resources import resource
 
@@ -167,14 +165,7 @@ TOP_KEYS = ("data_dir", "database", "receivers", "processing", "web", "notifiers
 def load_deployment(path: str | Path) -> Deployment:
     """Read and check ``path``; :class:`DeployError` says what is wrong and where."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DeployError(f"{path}: cannot read the deployment file ({exc.strerror})") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise DeployError(f"{path}: not valid YAML ({exc})") from exc
+    data = read_yaml_text(path, DeployError, "deployment file")
     return parse_deployment(data, str(path))
 
 
@@ -448,8 +439,8 @@ def _check_settings(at: _Where, notifiers: dict[str, Any], settings: dict[str, A
                     f"settings.{section}.{key}", f"set it with the deployment's '{own}' key"
                 )
     try:
-        _validate_layer({"alarms": notifiers}, f"{at.source}: notifiers")
-        _validate_layer(settings, f"{at.source}: settings")
+        validate_layer({"alarms": notifiers}, f"{at.source}: notifiers")
+        validate_layer(settings, f"{at.source}: settings")
     except ConfigError as error:
         raise DeployError(str(error)) from None
 
