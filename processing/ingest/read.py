@@ -32,7 +32,7 @@ import uproot
 from overwatch import rootio, rootjson
 from overwatch.histogram import PROFILE_STAT_NAMES, STAT_NAMES, dimension_of
 from overwatch.rootio import RootFileError, SkippedObject
-from processing.ingest import objects
+from processing.ingest import decode, objects, rootfile
 from processing.ingest.cache_layout import Entry, Layout, remember_layout
 from processing.ingest.objects import ObjectRecord
 
@@ -79,7 +79,9 @@ def _check_header(source: str | Path) -> None:
 
 def _open(source: str | Path):
     try:
-        return uproot.open(str(source), handler=uproot.source.file.MemmapSource)
+        # No object cache: keys made from rootfile.Key all name the top directory as parent,
+        # so uproot's cache (keyed by parent path, name and cycle) could mix them up.
+        return uproot.open(str(source), handler=uproot.source.file.MemmapSource, object_cache=None)
     except FileNotFoundError:
         raise
     except Exception as error:  # uproot raises many types for damaged files
@@ -98,6 +100,77 @@ def _labels(raw) -> tuple | None:
     return tuple((int(item.member("@fUniqueID")), str(item)) for item in raw)
 
 
+class _Models:
+    """uproot models of a snapshot's keys; the file is opened only when one is asked for."""
+
+    def __init__(self, source: str | Path) -> None:
+        self.source = source
+        self._file = None
+        self.uproot_keys: dict[str, object] | None = None  # when uproot listed the keys
+
+    @property
+    def file(self):
+        if self._file is None:
+            self._file = _open(self.source)
+        return self._file
+
+    def get(self, key: rootfile.Key):
+        if self.uproot_keys is not None:
+            return self.uproot_keys[key.path].get()
+        # The key as uproot reads it from its directory's key list (see rootfile.Key).
+        inner = self.file.file
+        chunk = inner.chunk(key.listed_at, inner.fEND)
+        cursor = uproot.source.cursor.Cursor(key.listed_at)
+        return uproot.reading.ReadOnlyKey(chunk, cursor, {}, inner, self.file, True).get()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def _uproot_keys(models: _Models, skipped: list[SkippedObject]) -> list[rootfile.Key]:
+    """The keys as uproot lists them (for a file :mod:`rootfile` does not read)."""
+    try:
+        # A damaged subdirectory is noted in ``skipped`` (its path and why), so
+        # the rest of the file is still read and the loss is not silent.
+        listed = list(rootio.list_keys(models.file, skipped=skipped))
+    except Exception as error:  # a damaged top directory: the whole file is unusable
+        raise RootFileError(f"ROOT directory unreadable: {error}") from error
+    models.uproot_keys = dict(listed)
+    return [
+        rootfile.Key(
+            path,
+            key.fClassName,
+            key.fCycle,
+            key._fNbytes,
+            key._fObjlen,  # noqa: SLF001
+            key._fKeylen,
+            key._fSeekKey,
+            -1,  # noqa: SLF001
+        )  # fmt: skip
+        for path, key in listed
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Bulk:
+    """A histogram's numbers still in its object bytes, and how to copy them out."""
+
+    program: decode.Program
+    payload: bytes
+
+
+@dataclass
+class _Known:
+    """What the last snapshot showed of one histogram path (its plan and signature)."""
+
+    plan: decode.Plan
+    keylen: int
+    signature: bytes
+    entry: Entry
+    program: decode.Program
+
+
 class SnapshotEncoder:
     """Converts snapshot files; remembers entries and layouts between files."""
 
@@ -105,42 +178,117 @@ class SnapshotEncoder:
         self._entries: dict[tuple, Entry] = {}
         self._layouts: dict[tuple[str, ...], Layout] = {}
         self._presentations: dict[tuple, str] = {}  # (path, presentation key) -> JSON text
+        # (path, class, key length, byte signature) -> Entry, None if bulk decoding disagreed
+        self._signatures: dict[tuple, Entry | None] = {}
+        self._known: dict[str, _Known] = {}  # path -> the last snapshot's plan of it
+        #: Histograms read by bulk decoding, and through uproot, since this encoder was made.
+        self.decoded = 0
+        self.converted = 0
 
     def read(self, source: str | Path) -> EncodedSnapshot:
         """Every histogram of a snapshot file; raises RootFileError for an unreadable file."""
-        items: list[tuple[Entry, tuple]] = []
+        items: list[tuple[Entry, tuple | _Bulk]] = []  # (entry, its numbers)
         skipped: list[SkippedObject] = []
         records: list[ObjectRecord] = []
         _check_header(source)
-        with _open(source) as file:
+        with open(source, "rb") as stream:
+            data = stream.read()
+        models = _Models(source)
+        try:
             try:
-                # A damaged subdirectory is noted in ``skipped`` (its path and why), so
-                # the rest of the file is still read and the loss is not silent.
-                keys = list(rootio.list_keys(file, skipped=skipped))
-            except Exception as error:  # a damaged top directory: the whole file is unusable
-                raise RootFileError(f"ROOT directory unreadable: {error}") from error
-            for path, key in keys:
-                class_name = key.fClassName
+                keys = rootfile.list_keys(data)
+            except rootfile.FormatError:
+                keys = _uproot_keys(models, skipped)  # uproot's reading and its messages
+            for key in keys:
+                class_name, path = key.class_name, key.path
                 if not rootio.HISTOGRAM_CLASS.match(class_name):
                     if objects.kind_of(class_name) is None:
                         skipped.append(SkippedObject(path, class_name, NOT_DRAWABLE))
                         continue
                     try:
-                        records.append(self._object(path, class_name, key.get(), file, items))
+                        model = models.get(key)
+                        records.append(self._object(path, class_name, model, models.file, items))
                     except Exception as error:  # one damaged object must not lose the others
                         log.warning("%s: skipping %s (%s): %s", source, path, class_name, error)
                         skipped.append(SkippedObject(path, class_name, f"unreadable: {error}"))
                     continue
                 try:
-                    items.append(self._convert(path, class_name, key.get(), file.file))
+                    items.append(self._histogram(key, data, models))
                 except Exception as error:  # one damaged object must not lose the others
                     log.warning("%s: skipping %s (%s): %s", source, path, class_name, error)
                     skipped.append(SkippedObject(path, class_name, f"unreadable: {error}"))
+        finally:
+            models.close()
         layout = self._layout(tuple(entry for entry, _ in items))
         raw = np.empty(layout.size, dtype=np.float64)
-        for i, (entry, arrays) in enumerate(items):
-            entry.pack_arrays(layout.block(raw, i), *arrays)
+        starts = layout.starts.tolist()
+        for i, (entry, numbers) in enumerate(items):
+            if type(numbers) is _Bulk:
+                numbers.program.pack(numbers.payload, raw, starts[i])
+            else:
+                entry.pack_arrays(layout.block(raw, i), *numbers)
         return EncodedSnapshot(layout, raw, skipped, records)
+
+    def _histogram(self, key: rootfile.Key, data: bytes, models: _Models) -> tuple[Entry, tuple | _Bulk]:
+        """One histogram's entry and numbers: from its bytes when its signature is known."""
+        path = key.path
+        try:
+            payload = rootfile.object_bytes(data, key)
+        except rootfile.FormatError:
+            payload = None
+        plan = None
+        if payload is not None:
+            known = self._known.get(path)
+            if (
+                known is not None
+                and known.plan.size == len(payload)
+                and known.keylen == key.keylen
+                and known.plan.class_name == key.class_name
+                and known.plan.signature(payload) == known.signature
+            ):  # the same as last time but for the numbers: no walk, no lookup
+                self.decoded += 1
+                return known.entry, _Bulk(known.program, payload)
+            try:
+                plan = decode.plan(key.class_name, payload)
+            except decode.Unknown:
+                plan = None
+        if plan is not None:
+            signature = plan.signature(payload)
+            whole = (path, key.class_name, key.keylen, signature)
+            entry = self._signatures.get(whole)
+            program = plan.program(entry) if entry is not None else None
+            if program is not None:
+                self._remember(path, _Known(plan, key.keylen, signature, entry, program))
+                self.decoded += 1
+                return entry, _Bulk(program, payload)
+        # First sight of this description, or bytes not decoded here: uproot, as always.
+        self.converted += 1
+        entry, arrays = self._convert(path, key.class_name, models.get(key), models.file.file)
+        if plan is not None and whole not in self._signatures:
+            self._learn(whole, plan, payload, entry, arrays)
+        return entry, arrays
+
+    def _learn(self, whole: tuple, plan, payload: bytes, entry: Entry, arrays: tuple) -> None:
+        """Remember a signature's entry once the decoded numbers equal uproot's, bit for bit."""
+        program = plan.program(entry)
+        agrees = False
+        if program is not None:
+            reference, decoded = np.empty(entry.size), np.empty(entry.size)
+            entry.pack_arrays(reference, *arrays)
+            program.pack(payload, decoded, 0)
+            agrees = reference.tobytes() == decoded.tobytes()
+        if not agrees:  # never wrong numbers: this description stays with uproot
+            log.warning("%s: bulk decoding disagrees with uproot; read with uproot", whole[0])
+        if len(self._signatures) > _KEEP:
+            self._signatures.clear()
+        self._signatures[whole] = entry if agrees else None
+        if agrees:
+            self._remember(whole[0], _Known(plan, whole[2], whole[3], entry, program))
+
+    def _remember(self, path: str, known: _Known) -> None:
+        if len(self._known) > _KEEP:
+            self._known.clear()
+        self._known[path] = known
 
     def _object(self, path: str, class_name: str, model, file, items: list) -> ObjectRecord:
         """The record of a non-histogram object; its parts join ``items`` as histograms."""
