@@ -1,18 +1,31 @@
-"""Read one snapshot file with uproot, once, straight into a layout and a flat buffer.
+"""Read one snapshot file once, straight into a layout and a flat buffer.
 
-Why not ``rootio.read_histograms`` followed by packing: building a full
-:class:`~overwatch.histogram.Histogram` (axes, edges, validation) for each of
-hundreds of histograms costs about a tenth of the uproot read itself, and the
-layout of a subsystem's snapshots almost never changes. So the first time a
-histogram is seen with a given description (class, axes, titles, flags) it is
-converted by ``rootio.from_uproot`` (the one reference conversion) and its
-:class:`~processing.ingest.cache.Entry` is remembered under a cheap signature built
-from the raw uproot members; later snapshots only copy the bin arrays of a
-known signature into the buffer. Anything unusual (a length that does not
-match, an unknown member) falls back to the reference conversion, whose
-errors skip that one histogram with a note, as ``read_histograms`` does.
+Why not uproot for everything: uproot builds a Python model of every member of
+every object, about a millisecond per histogram, while between two snapshots
+of a producer only the numbers change. So the file structure is read by
+:mod:`processing.ingest.rootfile` (header, directories, key lists, object
+bytes) and each histogram's bytes are walked by :mod:`processing.ingest.decode`,
+which says where its numbers are and gives the rest of its bytes as a
+*signature*. The first time a signature is seen the histogram goes through
+uproot and ``rootio.from_uproot`` (the one reference conversion); its
+:class:`~processing.ingest.cache.Entry` is remembered under that signature
+once the decoded numbers equal uproot's bit for bit. Later snapshots copy the
+numbers of a known signature from the bytes into the buffer, with no uproot
+at all; when a path's bytes match its previous signature even the walk is
+skipped. Anything :mod:`decode` does not handle (another class or version, an
+inconsistent length, a file structure :mod:`rootfile` does not read) goes
+through uproot as before: errors skip that one histogram with a note, as
+``read_histograms`` does, and a damaged directory is noted by uproot's reading
+of the file. Objects that are not histograms (graphs, stacks, ...,
+:mod:`processing.ingest.objects`) are always read with uproot, which is opened
+only when some key needs it.
 
-Files are opened with uproot's memory-mapped source rather than its default
+On the uproot path, the first time a histogram is seen with a given
+description (class, axes, titles, flags) its entry is also remembered under a
+signature built from the raw uproot members, so a histogram uproot must read
+every time is at least not converted every time.
+
+uproot opens files with its memory-mapped source rather than its default
 (fsspec, which opens and reads the file again for every object): the same
 deserialisation, measured 6-9 % faster on a 500-histogram snapshot. Snapshots
 are never edited in place (they appear by rename), so the mapping is safe.
@@ -137,19 +150,11 @@ def _uproot_keys(models: _Models, skipped: list[SkippedObject]) -> list[rootfile
     except Exception as error:  # a damaged top directory: the whole file is unusable
         raise RootFileError(f"ROOT directory unreadable: {error}") from error
     models.uproot_keys = dict(listed)
-    return [
-        rootfile.Key(
-            path,
-            key.fClassName,
-            key.fCycle,
-            key._fNbytes,
-            key._fObjlen,  # noqa: SLF001
-            key._fKeylen,
-            key._fSeekKey,
-            -1,  # noqa: SLF001
-        )  # fmt: skip
-        for path, key in listed
-    ]
+    keys = []
+    for path, key in listed:
+        sizes = (key._fNbytes, key._fObjlen, key._fKeylen, key._fSeekKey)  # noqa: SLF001
+        keys.append(rootfile.Key(path, key.fClassName, key.fCycle, *sizes, listed_at=-1))
+    return keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,14 +234,16 @@ class SnapshotEncoder:
                 entry.pack_arrays(layout.block(raw, i), *numbers)
         return EncodedSnapshot(layout, raw, skipped, records)
 
-    def _histogram(self, key: rootfile.Key, data: bytes, models: _Models) -> tuple[Entry, tuple | _Bulk]:
+    def _histogram(
+        self, key: rootfile.Key, data: bytes, models: _Models
+    ) -> tuple[Entry, tuple | _Bulk]:
         """One histogram's entry and numbers: from its bytes when its signature is known."""
         path = key.path
         try:
             payload = rootfile.object_bytes(data, key)
         except rootfile.FormatError:
             payload = None
-        plan = None
+        plan = whole = None
         if payload is not None:
             known = self._known.get(path)
             if (
@@ -278,7 +285,7 @@ class SnapshotEncoder:
             program.pack(payload, decoded, 0)
             agrees = reference.tobytes() == decoded.tobytes()
         if not agrees:  # never wrong numbers: this description stays with uproot
-            log.warning("%s: bulk decoding disagrees with uproot; read with uproot", whole[0])
+            log.warning("%s: decoded numbers differ from uproot's; read with uproot", whole[0])
         if len(self._signatures) > _KEEP:
             self._signatures.clear()
         self._signatures[whole] = entry if agrees else None
