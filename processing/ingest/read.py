@@ -136,9 +136,12 @@ class _Models:
         cursor = uproot.source.cursor.Cursor(key.listed_at)
         return uproot.reading.ReadOnlyKey(chunk, cursor, {}, inner, self.file, True).get()
 
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+    def close(self) -> bool:
+        """Close the file if it was opened; whether it was."""
+        if self._file is None:
+            return False
+        self._file.close()
+        return True
 
 
 def _uproot_keys(models: _Models, skipped: list[SkippedObject]) -> list[rootfile.Key]:
@@ -179,16 +182,20 @@ class _Known:
 class SnapshotEncoder:
     """Converts snapshot files; remembers entries and layouts between files."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, bulk: bool = True) -> None:
+        #: False reads every object with uproot (the reference bulk decoding is tested against).
+        self.bulk = bulk
         self._entries: dict[tuple, Entry] = {}
         self._layouts: dict[tuple[str, ...], Layout] = {}
         self._presentations: dict[tuple, str] = {}  # (path, presentation key) -> JSON text
         # (path, class, key length, byte signature) -> Entry, None if bulk decoding disagreed
         self._signatures: dict[tuple, Entry | None] = {}
         self._known: dict[str, _Known] = {}  # path -> the last snapshot's plan of it
-        #: Histograms read by bulk decoding, and through uproot, since this encoder was made.
+        #: Histograms read by bulk decoding, and through uproot, since this encoder was made;
+        #: files uproot had to open.
         self.decoded = 0
         self.converted = 0
+        self.uproot_files = 0
 
     def read(self, source: str | Path) -> EncodedSnapshot:
         """Every histogram of a snapshot file; raises RootFileError for an unreadable file."""
@@ -201,8 +208,10 @@ class SnapshotEncoder:
         models = _Models(source)
         try:
             try:
-                keys = rootfile.list_keys(data)
+                keys = rootfile.list_keys(data) if self.bulk else None
             except rootfile.FormatError:
+                keys = None
+            if keys is None:
                 keys = _uproot_keys(models, skipped)  # uproot's reading and its messages
             for key in keys:
                 class_name, path = key.class_name, key.path
@@ -223,7 +232,7 @@ class SnapshotEncoder:
                     log.warning("%s: skipping %s (%s): %s", source, path, class_name, error)
                     skipped.append(SkippedObject(path, class_name, f"unreadable: {error}"))
         finally:
-            models.close()
+            self.uproot_files += models.close()
         layout = self._layout(tuple(entry for entry, _ in items))
         raw = np.empty(layout.size, dtype=np.float64)
         starts = layout.starts.tolist()
@@ -240,11 +249,11 @@ class SnapshotEncoder:
         """One histogram's entry and numbers: from its bytes when its signature is known."""
         path = key.path
         try:
-            payload = rootfile.object_bytes(data, key)
+            payload = rootfile.object_bytes(data, key) if self.bulk else None
         except rootfile.FormatError:
             payload = None
         plan = whole = None
-        if payload is not None:
+        if payload is not None and self.bulk:
             known = self._known.get(path)
             if (
                 known is not None
