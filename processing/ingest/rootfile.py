@@ -84,15 +84,17 @@ def _key(data: bytes, at: int, prefix: str) -> tuple[Key, int]:
     return key, after
 
 
-def _directory_keys(data: bytes, at: int, prefix: str) -> list[Key]:
-    """Every key of the directory record at ``at``, with ``check_key_list``'s checks."""
+def _directory_keys(data: bytes, at: int, prefix: str, end: int) -> list[Key]:
+    """Every key of the directory record at ``at``, with ``check_key_list``'s checks.
+
+    ``end`` is the file's length as its header says (fEND): no key points past it.
+    """
     fields = _DIRECTORY_SMALL.unpack_from(data, at)
     if fields[0] > 1000:
         fields = _DIRECTORY_BIG.unpack_from(data, at)
     nbytes_keys, seek_keys = fields[3], fields[7]
     if seek_keys == 0:
         return []  # never given a key list: empty by construction
-    end = len(data)
     head, position = _key(data, seek_keys, "")
     if head.nbytes != nbytes_keys or not 0 < head.keylen < nbytes_keys:
         raise FormatError("damaged key list header")
@@ -116,17 +118,17 @@ def _directory_keys(data: bytes, at: int, prefix: str) -> list[Key]:
     return keys
 
 
-def _walk(data: bytes, at: int, prefix: str, out: list[Key], depth: int) -> None:
+def _walk(data: bytes, at: int, prefix: str, end: int, out: list[Key], depth: int) -> None:
     if depth > 64:
         raise FormatError("directories nested too deep")
     newest: dict[str, Key] = {}
-    for key in _directory_keys(data, at, prefix):
+    for key in _directory_keys(data, at, prefix, end):
         current = newest.get(key.path)
         if current is None or key.cycle > current.cycle:
             newest[key.path] = key
     for path, key in newest.items():
         if key.class_name in _DIRECTORY_CLASSES:
-            _walk(data, key.seek + key.keylen, path + "/", out, depth + 1)
+            _walk(data, key.seek + key.keylen, path + "/", end, out, depth + 1)
         else:
             out.append(key)
 
@@ -143,7 +145,7 @@ def list_keys(data: bytes) -> list[Key]:
         if end > len(data):
             raise FormatError("truncated file")
         out: list[Key] = []
-        _walk(data, begin + nbytes_name, "", out, 0)
+        _walk(data, begin + nbytes_name, "", end, out, 0)
         return out
     except (struct.error, IndexError, UnicodeDecodeError) as error:
         raise FormatError(f"unreadable structure: {error}") from error
