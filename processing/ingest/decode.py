@@ -27,10 +27,14 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from overwatch.histogram import PROFILE_STAT_NAMES, STAT_NAMES
+
+if TYPE_CHECKING:
+    from processing.ingest.cache_layout import Entry
 
 _BYTE_COUNT = 0x40000000  # kByteCountMask
 _VERSION_COUNT = 0x4000  # kByteCountVMask: a TObject version followed by a byte count
@@ -96,29 +100,7 @@ class Plan:
         """The object's bytes without its numbers."""
         return b"".join([data[start:stop] for start, stop in self.kept])
 
-    def _array(self, data: bytes, name: str) -> np.ndarray | None:
-        span = self.spans[name]
-        if not span.count:
-            return None
-        values = np.frombuffer(data, span.dtype, span.count, span.offset)
-        return values.astype(np.float64)
-
-    def _number(self, data: bytes, name: str) -> float:
-        return float(np.frombuffer(data, _F8, 1, self.spans[name].offset)[0])
-
-    def arrays(self, data: bytes) -> tuple:
-        """The numbers in the order ``Entry.pack_arrays`` takes them."""
-        profile = "fBinEntries" in self.spans
-        return (
-            self._array(data, "fArray"),
-            self._array(data, "fSumw2"),
-            self._array(data, "fBinEntries") if profile else None,
-            self._array(data, "fBinSumw2") if profile else None,
-            self._number(data, "fEntries"),
-            [self._number(data, name) for name in self.stat_names],
-        )
-
-    def program(self, entry) -> Program | None:
+    def program(self, entry: Entry) -> Program | None:
         """How to copy these numbers into ``entry``'s block; None if they do not fit it."""
         parts, n = entry.parts, entry.ncells
         if entry.class_name != self.class_name or entry.stat_names != self.stat_names:
