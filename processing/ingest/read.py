@@ -113,6 +113,14 @@ def _labels(raw) -> tuple | None:
     return tuple((int(item.member("@fUniqueID")), str(item)) for item in raw)
 
 
+class _Unopened(Exception):
+    """uproot cannot open the file (or it is gone): the whole file fails, not one object."""
+
+    def __init__(self, error: RootFileError | FileNotFoundError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _Models:
     """uproot models of a snapshot's keys; the file is opened only when one is asked for."""
 
@@ -124,7 +132,10 @@ class _Models:
     @property
     def file(self):
         if self._file is None:
-            self._file = _open(self.source)
+            try:
+                self._file = _open(self.source)
+            except (RootFileError, FileNotFoundError) as error:
+                raise _Unopened(error) from error
         return self._file
 
     def get(self, key: rootfile.Key):
@@ -146,10 +157,11 @@ class _Models:
 
 def _uproot_keys(models: _Models, skipped: list[SkippedObject]) -> list[rootfile.Key]:
     """The keys as uproot lists them (for a file :mod:`rootfile` does not read)."""
+    file = models.file
     try:
         # A damaged subdirectory is noted in ``skipped`` (its path and why), so
         # the rest of the file is still read and the loss is not silent.
-        listed = list(rootio.list_keys(models.file, skipped=skipped))
+        listed = list(rootio.list_keys(file, skipped=skipped))
     except Exception as error:  # a damaged top directory: the whole file is unusable
         raise RootFileError(f"ROOT directory unreadable: {error}") from error
     models.uproot_keys = dict(listed)
@@ -222,15 +234,21 @@ class SnapshotEncoder:
                     try:
                         model = models.get(key)
                         records.append(self._object(path, class_name, model, models.file, items))
+                    except _Unopened:
+                        raise
                     except Exception as error:  # one damaged object must not lose the others
                         log.warning("%s: skipping %s (%s): %s", source, path, class_name, error)
                         skipped.append(SkippedObject(path, class_name, f"unreadable: {error}"))
                     continue
                 try:
                     items.append(self._histogram(key, data, models))
+                except _Unopened:
+                    raise
                 except Exception as error:  # one damaged object must not lose the others
                     log.warning("%s: skipping %s (%s): %s", source, path, class_name, error)
                     skipped.append(SkippedObject(path, class_name, f"unreadable: {error}"))
+        except _Unopened as unopened:
+            raise unopened.error from unopened.error.__cause__
         finally:
             self.uproot_files += models.close()
         layout = self._layout(tuple(entry for entry, _ in items))
