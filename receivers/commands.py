@@ -7,6 +7,19 @@ write, notice to processing), exactly as if a sender had sent it. ``--time``
 is unix seconds or ISO 8601 with a zone (default: the file's modification
 time). Exit 0 when stored, 2 for a wrong file or option (nothing stored),
 1 when the snapshot could not be written (e.g. disk full).
+
+``overwatch receive --subsystem EMC,TPC,...`` receives several subsystems of
+one sender in one process: one :class:`~receivers.zmq_receiver.Receiver` per
+subsystem, each in a thread with its own socket, intake, heartbeat and
+notices, exactly as separate processes would. Why: a receiver process is
+mostly its libraries (about 140 MB resident, idle), while its work is a hash,
+a key-list check and a file write per snapshot, so twenty subsystems in twenty
+processes cost gigabytes for nothing. A sender that serves many subsystems
+(the simulator, a DQM system) is received by one process; one process per
+sender still keeps a stuck sender from touching another's receiver. In
+``req`` mode the first requests are spread over the interval (subsystem k of
+n waits ``k/n`` of it), so the snapshots reach processing evenly rather than
+all at once.
 """
 
 from __future__ import annotations
@@ -114,6 +127,16 @@ def _endpoint_error(address: str) -> str | None:
     return None
 
 
+def _subsystems(text: str) -> list[str]:
+    """The subsystems of ``--subsystem EMC`` or ``--subsystem EMC,TPC`` (each once, in order)."""
+    listed = [s.strip() for s in text.split(",") if s.strip()]
+    if not listed:
+        raise ValueError(f"--subsystem {text!r} names no subsystem")
+    if len(set(listed)) != len(listed):
+        raise ValueError(f"--subsystem {text!r} names a subsystem twice")
+    return listed
+
+
 def _receive(args: argparse.Namespace) -> int:
     from receivers.zmq_receiver import Receiver
 
@@ -140,22 +163,58 @@ def _receive(args: argparse.Namespace) -> int:
     }
     if overrides:
         receiver_settings = dataclasses.replace(receiver_settings, **overrides)
+    interval = receiver_settings.interval if args.interval is None else args.interval
     try:
-        receiver = Receiver(
-            receiver_settings,
-            args.data_dir or settings.data.data_dir,
-            args.subsystem,
-            args.connect,
-            args.pattern,
-            interval=args.interval,
-            notify_address=args.notify,
-        )
+        subsystems = _subsystems(args.subsystem)
+        # Several subsystems of one sender: one receiver each, their first requests spread
+        # over the interval so their snapshots (and processing's work) come evenly.
+        receivers = [
+            Receiver(
+                receiver_settings,
+                args.data_dir or settings.data.data_dir,
+                subsystem,
+                args.connect,
+                args.pattern,
+                interval=args.interval,
+                notify_address=args.notify,
+                first_poll=interval * k / len(subsystems),
+            )
+            for k, subsystem in enumerate(subsystems)
+        ]
     except ValueError as error:
         print(f"overwatch receive: {error}", file=sys.stderr)
         return 2
-    result = receiver.run(_stop_on_signals())
+    stop = _stop_on_signals()
+    if len(receivers) == 1:
+        results = [receivers[0].run(stop)]
+    else:
+        results = _run_together(receivers, stop)
     # Non-zero when snapshots were lost on stop (the log lists them), so a supervisor sees it.
-    return 1 if result.lost else 0
+    return 1 if any(result is None or result.lost for result in results) else 0
+
+
+def _run_together(receivers: list, stop: threading.Event) -> list:
+    """Run each receiver in a thread of its own until ``stop``; their results, in order
+    (None for one that died of an error: logged, and the others stopped too)."""
+    results: list = [None] * len(receivers)
+
+    def work(k: int) -> None:
+        try:
+            results[k] = receivers[k].run(stop)
+        except Exception:
+            log.exception("receiver %s failed: stopping the others", receivers[k].subsystem)
+            stop.set()
+
+    threads = [
+        threading.Thread(target=work, args=(k,), name=f"receive-{r.subsystem}", daemon=True)
+        for k, r in enumerate(receivers)
+    ]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        for thread in threads:
+            thread.join(timeout=0.5)  # short waits: the main thread takes the signals
+    return results
 
 
 #: Seconds ``import`` lets its notice to processing leave before the process exits.
@@ -258,12 +317,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     rec = subparsers.add_parser(
         "receive",
-        help="receive snapshots of one subsystem over ZMQ and store them",
+        help="receive snapshots of one or several subsystems over ZMQ and store them",
         description="Poll a REP sender (req) or subscribe to a PUB sender (sub) and write each "
-        "snapshot verbatim as <data-dir>/Run<N>/<SYS>/<SYS>hists.<UTC time>.root. Exits 1 "
-        "if snapshots were lost on stop because the disk stayed full (the log lists them).",
+        "snapshot verbatim as <data-dir>/Run<N>/<SYS>/<SYS>hists.<UTC time>.root. Several "
+        "subsystems of one sender (--subsystem EMC,TPC) are received by one process, one "
+        "thread each, their requests spread over the interval. Exits 1 if snapshots were "
+        "lost on stop because the disk stayed full (the log lists them).",
     )
-    rec.add_argument("--subsystem", required=True)
+    rec.add_argument(
+        "--subsystem",
+        required=True,
+        help="subsystem, or several of the same sender separated by commas (EMC,TPC)",
+    )
     rec.add_argument("--connect", required=True, help="sender address, e.g. tcp://127.0.0.1:5555")
     rec.add_argument("--pattern", choices=("req", "sub"), default="req")
     rec.add_argument("--interval", type=float, help="seconds between requests (receiver.interval)")

@@ -82,6 +82,7 @@ class Receiver:
         fs: FileSystem | None = None,
         retry_interval: float = 1.0,
         context: zmq.Context | None = None,
+        first_poll: float = 0.0,
     ) -> None:
         if pattern not in ("req", "sub"):
             raise ValueError(f"pattern must be 'req' or 'sub', got {pattern!r}")
@@ -90,6 +91,9 @@ class Receiver:
         self.connect = connect
         self.pattern = pattern
         self.interval = settings.interval if interval is None else interval
+        #: Seconds after start before the first request (``req``): receivers of one
+        #: process spread their polls over the interval instead of asking all at once.
+        self.first_poll = first_poll
         self._random = random.Random()  # own stream: receivers of one host spread apart
         self.data_dir = Path(data_dir)
         self._context = context or zmq.Context.instance()
@@ -259,7 +263,7 @@ class Receiver:
 
     def _run_req(self, stop: threading.Event) -> None:
         failures = 0
-        next_poll = time.monotonic()
+        next_poll = time.monotonic() + self.first_poll
         request = wire.encode_request(self.subsystem)
         while not stop.is_set():
             self._housekeeping()

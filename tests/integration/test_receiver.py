@@ -384,3 +384,59 @@ def test_jitter_spreads_the_request_times(tmp_path, jitter):
         assert min(gaps) < 0.075 and max(gaps) > 0.125, gaps  # spread over most of the range
     else:
         assert max(gaps) - min(gaps) < 0.03, gaps
+
+
+def test_one_process_receives_several_subsystems(tmp_path):
+    """``--subsystem EMC,TPC,HLT``: each subsystem stored, announced and heartbeated as by its
+    own receiver; the first requests spread over the interval; SIGTERM stops them all."""
+    simulator = DetectorSimulator(["EMC", "TPC", "HLT"], seed=2)
+    server = SimulatorServer(simulator, "tcp://127.0.0.1:*", "rep", speed=20)
+    stop = threading.Event()
+    thread = threading.Thread(target=server.serve, args=(stop,), daemon=True)
+    thread.start()
+    data_dir = tmp_path / "data"
+    notify = f"tcp://127.0.0.1:{free_port()}"
+    listener = NoticeListener(notify)
+    started = time.time()
+    receiver = overwatch_process(
+        ["receive", "--subsystem", "EMC,TPC,HLT", "--connect", server.endpoint, "--pattern",
+         "req", "--interval", "1.5", "--jitter", "0", "--data-dir", str(data_dir),
+         "--notify", notify],
+        cwd=tmp_path,
+    )  # fmt: skip
+    noticed: dict[str, list[str]] = {}
+    try:
+        while sum(len(v) >= 2 for v in noticed.values()) < 3:
+            notice = listener.receive(timeout=30)
+            assert notice is not None, f"notices so far: {noticed}"
+            noticed.setdefault(notice["subsystem"], []).append(notice["path"])
+        receiver.send_signal(signal.SIGTERM)
+        assert receiver.wait(15) == 0
+    finally:
+        stop_process(receiver)
+        listener.close()
+        stop.set()
+        thread.join(10)
+    firsts = {}
+    for subsystem in ("EMC", "TPC", "HLT"):
+        files = stored_files(data_dir, subsystem)
+        assert {str(p.relative_to(data_dir)) for p in files} >= set(noticed[subsystem])
+        status = read_status(data_dir, subsystem)
+        assert status["state"] == "stopped"
+        assert status["counters"]["stored"] == len(files)
+        firsts[subsystem] = min(p.stat().st_mtime for p in files) - started
+    # Subsystem k of 3 asks first k/3 of the 1.5 s interval after start: 0, 0.5 and 1 s.
+    assert firsts["EMC"] + 0.3 < firsts["TPC"] < firsts["HLT"] - 0.3, firsts
+
+
+def test_receive_refuses_a_subsystem_named_twice(tmp_path):
+    receiver = overwatch_process(
+        ["receive", "--subsystem", "EMC,EMC", "--connect", "tcp://127.0.0.1:5555",
+         "--data-dir", str(tmp_path), "--notify", ""],
+        cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        assert receiver.wait(30) == 2
+    finally:
+        stop_process(receiver)
+    assert "names a subsystem twice" in Path(receiver.log_file.name).read_text()
