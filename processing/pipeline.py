@@ -20,6 +20,9 @@ snapshot:
    raise are committed in one idempotent transaction (``processing.ingest.records``).
    Notifications leave only after that commit.
 
+Each step's time is added to :attr:`Pipeline.times` (:mod:`processing.timings`;
+``overwatch process`` logs the averages per snapshot when it stops).
+
 ``Pipeline(..., analysis=False)`` skips step 4 (plugins, trends, checks and
 alarms): the plain pipeline, for benchmarks and for tests of the data path.
 
@@ -100,6 +103,7 @@ from processing.ingest.objects import is_part
 from processing.ingest.read import SnapshotEncoder
 from processing.ingest.resets import advance, align, reset_paths
 from processing.ingest.scan import Scanner
+from processing.timings import StageTimes
 
 __all__ = ["ChainFailure", "ChainStore", "Key", "PassReport", "Pipeline", "Scanner"]
 
@@ -197,11 +201,14 @@ class Pipeline:
         #: For this worker's heartbeat: when its last pass finished, snapshots processed.
         self.last_pass_finished = 0.0
         self.processed_total = 0
+        #: Seconds per stage over every snapshot processed (logged at stop, :mod:`processing.timings`).
+        self.times = StageTimes()
 
     # -- passes -----------------------------------------------------------------
     def run_pass(self, hints: set[Key] | None = None) -> PassReport:
         """Process every new snapshot on disk; ``hints`` are directories to list for sure."""
         started = time.time()
+        clock, staged = time.perf_counter(), self.times.staged
         report = PassReport()
         due = {key for key, failure in self.failing.items() if failure.next_retry <= started}
         waiting = set(self.failing) - due
@@ -223,6 +230,9 @@ class Pipeline:
             if key not in changed:
                 chain.last = None  # idle: free its arrays; the cache has them (mmap on demand)
         finished = time.time()
+        # What the stages of its snapshots did not take: scanning, bad files, status records.
+        self.times.dropped()
+        self.times.add("other", time.perf_counter() - clock - (self.times.staged - staged))
         self.last_pass_finished = finished
         self.processed_total += report.processed
         if report.processed or report.failed or finished - self._last_status > 60:
@@ -395,6 +405,8 @@ class Pipeline:
         later = chain.times[index:]
         previous = chain.state(previous_ts) if previous_ts is not None else None
 
+        self.times.dropped()  # an earlier snapshot that ended early: its time is "other"
+        clock = time.perf_counter()
         existing = chain.load(stem, ts)
         errors: list[tuple[str, str]] = []
         if existing is not None:
@@ -418,8 +430,10 @@ class Pipeline:
             self.cache.write_objects(chain.run, chain.subsystem, stem, encoded.objects)
             errors += [(s.path, s.reason) for s in encoded.unreadable]
 
+        clock = self._timed("read", clock)
         aligned = align(layout, previous, chain.earlier(index - 1))
         state = advance(layout, raw, aligned, self.settings.reset_tolerance)
+        clock = self._timed("resets", clock)
         errors += sorted(aligned.incompatible.items())
         if state.resets:
             log.warning(
@@ -429,6 +443,7 @@ class Pipeline:
         for path_name, message in aligned.incompatible.items():
             log.warning("Run%d/%s %s: %s: %s", chain.run, chain.subsystem, name, path_name, message)
         cache_file, _ = chain.store(stem, existing, layout, state)
+        self._timed("cache", clock)
         current = CachedSnapshot(ts, layout, state.eff, state.off)
 
         outcome = records.Outcome(
@@ -460,8 +475,10 @@ class Pipeline:
                          chain.run, chain.subsystem, name, len(later))  # fmt: skip
                 outcome.later = chain.recompute(current, later)
             if self.live is not None:
-                outcome.latest = self._analyse(chain, previous_ts, current, aligned, later)
-            records.commit_outcome(self.db, outcome, self.alarms)
+                with self.times.stage("analysis"):
+                    outcome.latest = self._analyse(chain, previous_ts, current, aligned, later)
+            with self.times.stage("commit"):
+                records.commit_outcome(self.db, outcome, self.alarms)
         except BaseException:
             self._drop((chain.run, chain.subsystem))
             raise
@@ -477,8 +494,15 @@ class Pipeline:
             )
         chain.last = current if not later else None
         report.processed += 1
+        self.times.done()
         if self.on_snapshot is not None:
             self.on_snapshot()
+
+    def _timed(self, stage: str, since: float) -> float:
+        """Add the time since ``since`` to ``stage``; returns now (the next stage's start)."""
+        now = time.perf_counter()
+        self.times.add(stage, now - since)
+        return now
 
     def _listed(self, chain: ChainStore, stem: str, layout, encoded) -> tuple:
         """(path, class) of what a snapshot shows: its histograms, then its other objects

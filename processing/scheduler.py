@@ -41,6 +41,9 @@ they poll. Each worker's claim is kept alive by a second job, the heartbeat
 (``WorkerClaim.heartbeat`` every ``heartbeat`` seconds, concurrent with a
 pass so a long pass does not look like a death); if the claim was taken over
 the service stops processing and sets :attr:`ProcessingService.lost`.
+
+At stop the service logs the pipeline's stage times per snapshot
+(:mod:`processing.timings`: read, counter resets, cache, analysis, commit, other).
 """
 
 from __future__ import annotations
@@ -234,6 +237,8 @@ class ProcessingService:
             self._listener.close()  # never started: nobody else would close it
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
+        if self.pipeline.times.snapshots:  # what each snapshot cost, for sizing a machine
+            log.info("%s", self.pipeline.times.describe())
         if self.worker is not None and not self.lost.is_set():
             try:
                 self.worker.release(self.pipeline.last_pass_finished, self.pipeline.processed_total)
