@@ -26,10 +26,10 @@ from pathlib import Path
 from overwatch.histogram import Histogram
 from overwatch.progress import progress_bar
 from processing.compare import fastread, report_plots, walk
-from processing.compare.fastread import KeyInfo
 from processing.compare.registry import ConfiguredTest
 from processing.compare.report_plots import PageSettings
 from processing.compare.results import ComparisonResult, Reason, Status, not_compared
+from processing.ingest.rootfile import Key
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class _Chunk:
     test_file: str
     reference_files: tuple[str, ...]
     #: Key locations of this chunk's paths, per file (test first).
-    keys: tuple[dict[str, KeyInfo], ...]
+    keys: tuple[dict[str, Key], ...]
     tests: tuple[ConfiguredTest, ...]
     common: tuple[str, ...]
     only_test: tuple[str, ...] = ()
@@ -167,7 +167,7 @@ def _structural_results(
 def _tasks(
     request: CompareRequest,
     pairing: walk.Pairing,
-    listings: Sequence[dict[str, KeyInfo]],
+    listings: Sequence[dict[str, Key]],
     decided: dict[str, list[ComparisonResult]],
 ) -> list[_Chunk]:
     """Chunks of at most CHUNK_PATHS compared paths, at least one per job, and where

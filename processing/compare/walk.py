@@ -1,7 +1,9 @@
 """Walk two files: list their objects, apply the directory and blacklist, pair them.
 
-Listing reads only the files' key lists (cheap); histograms are read later by
-whoever compares them. Paths are the histogram paths of
+Listing reads only the files' key lists (cheap), with
+:func:`processing.ingest.rootfile.list_keys`, or uproot (:func:`overwatch.rootio.list_keys`
+and its errors) for a file that reader does not handle; histograms are read
+later by whoever compares them. Paths are the histogram paths of
 :mod:`overwatch.rootio` (``"EMC/SM00/cellHits"``).
 
 Blacklist entries are ``NAME@LEVEL`` as in RelMon: a directory called NAME at
@@ -14,6 +16,7 @@ and ``__`` for a space (RelMon's convention for command lines).
 from __future__ import annotations
 
 import fnmatch
+import mmap
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +24,8 @@ from pathlib import Path
 
 from overwatch import rootio
 from overwatch.histogram import is_histogram_class
-from processing.compare.fastread import KeyInfo
+from processing.ingest import rootfile
+from processing.ingest.rootfile import Key
 
 
 class WalkError(ValueError):
@@ -76,12 +80,33 @@ def is_blacklisted(path: str, blacklist: Sequence[BlacklistEntry], root: str = "
     )
 
 
-def list_objects(path: str | Path) -> dict[str, KeyInfo]:
+def _list_fast(path: str | Path) -> dict[str, Key] | None:
+    """The keys as :mod:`rootfile` reads them; None when it cannot (uproot then says why)."""
+    try:
+        with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return {key.path: key for key in rootfile.list_keys(data)}
+    except (OSError, ValueError):  # rootfile.FormatError is a ValueError; so is an empty file
+        return None
+
+
+def list_objects(path: str | Path) -> dict[str, Key]:
     """{object path: where it is and its class} for every object of a ROOT file."""
+    fast = _list_fast(path)
+    if fast is not None:
+        return fast
     try:
         with rootio.open_root(path) as file:
             return {
-                name: KeyInfo(key.fClassName, key.fSeekKey, key.fKeylen, key.fNbytes, key.fObjlen)
+                name: Key(
+                    name,
+                    key.fClassName,
+                    key.fCycle,
+                    key.fNbytes,
+                    key.fObjlen,
+                    key.fKeylen,
+                    key.fSeekKey,
+                    listed_at=-1,
+                )
                 for name, key in rootio.list_keys(file)
             }
     except FileNotFoundError:
@@ -125,8 +150,8 @@ def _under(path: str, root: str) -> bool:
 
 
 def pair_objects(
-    test: Mapping[str, KeyInfo],
-    reference: Mapping[str, KeyInfo],
+    test: Mapping[str, Key],
+    reference: Mapping[str, Key],
     root: str = "",
     blacklist: Sequence[BlacklistEntry] = (),
 ) -> Pairing:
@@ -155,7 +180,7 @@ def pair_objects(
     return pairing
 
 
-def check_directory(objects: Mapping[str, KeyInfo], root: str, label: str) -> None:
+def check_directory(objects: Mapping[str, Key], root: str, label: str) -> None:
     """Raise :class:`WalkError` when ``root`` is not a directory of the file."""
     root = root.strip("/")
     if root and not any(_under(path, root) for path in objects):

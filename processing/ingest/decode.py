@@ -17,6 +17,12 @@ in the signature, and numbers have fixed widths), so whatever uproot and
 ``rootio.from_uproot`` made of the first (an
 :class:`~processing.ingest.cache_layout.Entry`) holds for the second.
 
+With ``describe=True`` the walk also reads what a caller building a whole
+:class:`~overwatch.histogram.Histogram` needs besides the numbers (the title,
+each axis's name, title, binning and whether it has labels, a profile's error
+mode and range): a :class:`Description` in :attr:`Plan.description`. The
+default walk reads none of it, so bulk decoding pays nothing for it.
+
 Handled are the class versions written by ROOT 5.34 to 6 and by uproot's
 writer (``rootio.to_bytes``), listed in :data:`VERSIONS`. Anything else (another version, an
 object reference where a new object is expected, a length that does not add
@@ -53,6 +59,8 @@ _I32 = struct.Struct(">i")
 _U32 = struct.Struct(">I")
 _FRAME = struct.Struct(">IH")
 _TOBJECT = struct.Struct(">HII")
+_BINNING = struct.Struct(">idd")  # fNbins, fXmin, fXmax
+_PROFILE_TAIL = struct.Struct(">idd")  # fErrorMode and the profile's range
 
 #: Class versions handled: those ROOT 5.34 to 6 and uproot write whose layout is known here
 #: (TH1 7 lacks fStatOverflows and TAxis 9 fModLabs; the other changes did not move members).
@@ -86,6 +94,29 @@ class Span:
     count: int
 
 
+@dataclass(frozen=True, slots=True)
+class AxisFields:
+    """What a TAxis says of its binning and names (read with ``describe=True``)."""
+
+    name: str
+    title: str
+    nbins: int
+    low: float
+    high: float
+    xbins: np.ndarray  # fXbins as float64: explicit edges, empty for a regular axis
+    labelled: bool  # fLabels is set (its contents are not read here)
+
+
+@dataclass(frozen=True, slots=True)
+class Description:
+    """The members besides the numbers that make a Histogram (read with ``describe=True``)."""
+
+    title: str
+    axes: tuple[AxisFields, ...]  # all three TAxis, also the unused ones of a TH1/TH2
+    error_mode: int = 0  # profiles only: fErrorMode
+    profile_range: tuple[float, float] = (0.0, 0.0)  # profiles only: fYmin/fYmax, ...
+
+
 @dataclass(frozen=True, eq=False)
 class Plan:
     """Where one object's numbers are, and which of its bytes make its signature."""
@@ -95,6 +126,7 @@ class Plan:
     kept: tuple[tuple[int, int], ...]  # byte ranges that are not numbers
     spans: dict[str, Span]  # fArray, fSumw2..., fEntries and each running sum, by member name
     stat_names: tuple[str, ...]
+    description: Description | None = None  # only when planned with describe=True
 
     def signature(self, data: bytes) -> bytes:
         """The object's bytes without its numbers."""
@@ -157,10 +189,12 @@ class Program:
 class _Walk:
     """A position in the object bytes and the numbers found so far."""
 
-    __slots__ = ("data", "pos", "spans")
+    __slots__ = ("data", "fields", "pos", "spans")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, describe: bool = False) -> None:
         self.data, self.pos, self.spans = data, 0, {}
+        #: What a Description is made of, when asked for (None: not read).
+        self.fields: dict | None = {"axes": []} if describe else None
 
     def frame(self, versions: tuple[int, ...]) -> tuple[int, int]:
         """A byte count and class version; returns where the frame ends, and the version."""
@@ -200,6 +234,23 @@ class _Walk:
             length = self.int32()
         self.pos += length
 
+    def text(self) -> str:
+        """A string's characters, decoded as uproot decodes them."""
+        length = self.data[self.pos]
+        self.pos += 1
+        if length == 255:
+            length = self.int32()
+        start = self.pos
+        self.pos += length
+        if self.pos > len(self.data):
+            raise Unknown("a string runs past the object")
+        return self.data[start : self.pos].decode(errors="surrogateescape")
+
+    def unpack(self, layout: struct.Struct) -> tuple:
+        values = layout.unpack_from(self.data, self.pos)
+        self.pos += layout.size
+        return values
+
     def tobject(self) -> None:
         version, _, bits = _TOBJECT.unpack_from(self.data, self.pos)
         if version & _VERSION_COUNT:
@@ -237,31 +288,51 @@ class _Walk:
         self.pos += count * itemsize
 
 
-def _named(walk: _Walk) -> None:
+def _named(walk: _Walk) -> tuple[str, str] | None:
+    """A TNamed; its name and title when describing."""
     end, _ = walk.frame(VERSIONS["TNamed"])
     walk.tobject()
-    walk.string()  # fName
-    walk.string()  # fTitle
+    if walk.fields is None:
+        walk.string()  # fName
+        walk.string()  # fTitle
+        walk.close(end)
+        return None
+    named = walk.text(), walk.text()
     walk.close(end)
+    return named
 
 
 def _axis(walk: _Walk) -> None:
     end, version = walk.frame(VERSIONS["TAxis"])
-    _named(walk)
+    named = _named(walk)
     walk.skip_frame()  # TAttAxis
-    walk.skip(20)  # fNbins, fXmin, fXmax
-    walk.kept_array(8)  # fXbins
+    if named is None:
+        walk.skip(20)  # fNbins, fXmin, fXmax
+        walk.kept_array(8)  # fXbins
+    else:
+        nbins, low, high = walk.unpack(_BINNING)
+        count = walk.int32()
+        if not 0 <= count <= (len(walk.data) - walk.pos) // 8:
+            raise Unknown("fXbins runs past the object")
+        xbins = np.frombuffer(walk.data, _F8, count, walk.pos).astype(np.float64)
+        walk.skip(8 * count)
     walk.skip(11)  # fFirst, fLast, fBits2, fTimeDisplay
     walk.string()  # fTimeFormat
+    labelled = _U32.unpack_from(walk.data, walk.pos)[0] != 0
     walk.pointer()  # fLabels
     if version >= 10:
         walk.pointer()  # fModLabs
     walk.close(end)
+    if named is not None:
+        axis = AxisFields(named[0], named[1], nbins, low, high, xbins, labelled)
+        walk.fields["axes"].append(axis)
 
 
 def _th1(walk: _Walk) -> None:
     end, version = walk.frame(VERSIONS["TH1"])
-    _named(walk)
+    named = _named(walk)
+    if named is not None:
+        walk.fields["title"] = named[1]
     for _ in range(3):  # TAttLine, TAttFill, TAttMarker
         walk.skip_frame()
     walk.skip(4)  # fNcells
@@ -312,16 +383,23 @@ def _typed(walk: _Walk, ndim: int, letter: str) -> None:
 _PROFILES = {"TProfile": 1, "TProfile2D": 2, "TProfile3D": 3}
 
 
-def plan(class_name: str, data: bytes) -> Plan:
-    """Where the numbers of a histogram's object bytes are; :class:`Unknown` if not handled."""
-    walk = _Walk(data)
+def plan(class_name: str, data: bytes, *, describe: bool = False) -> Plan:
+    """Where the numbers of a histogram's object bytes are; :class:`Unknown` if not handled.
+
+    ``describe`` also reads the :class:`Description` (titles, axes, profile settings).
+    """
+    walk = _Walk(data, describe)
     ndim = _PROFILES.get(class_name)
     try:
         if ndim is not None:
             end, _ = walk.frame(VERSIONS[class_name])
             _typed(walk, ndim, "D")
             walk.array("fBinEntries")
-            walk.skip(4 + 16)  # fErrorMode, the range (fYmin/fYmax, fZmin/fZmax, fTmin/fTmax)
+            if walk.fields is None:
+                walk.skip(4 + 16)  # fErrorMode, the range (fYmin/fYmax, fZmin/fZmax, ...)
+            else:
+                mode, low, high = walk.unpack(_PROFILE_TAIL)
+                walk.fields.update(error_mode=mode, profile_range=(low, high))
             for name in PROFILE_STAT_NAMES[ndim]:
                 walk.numbers(name, _F8, 1)
             walk.array("fBinSumw2")
@@ -350,4 +428,13 @@ def plan(class_name: str, data: bytes) -> Plan:
         position = span.offset + span.count * span.dtype.itemsize
     if position < len(data):
         kept.append((position, len(data)))
-    return Plan(class_name, len(data), tuple(kept), spans, stat_names)
+    fields = walk.fields
+    description = None
+    if fields is not None:
+        description = Description(
+            fields["title"],
+            tuple(fields["axes"]),
+            fields.get("error_mode", 0),
+            fields.get("profile_range", (0.0, 0.0)),
+        )
+    return Plan(class_name, len(data), tuple(kept), spans, stat_names, description)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from processing.compare.fastread import KeyInfo
 from processing.compare.walk import (
     BlacklistEntry,
     WalkError,
@@ -16,10 +15,12 @@ from processing.compare.walk import (
     pair_objects,
     parse_blacklist,
 )
+from processing.ingest.rootfile import Key
 
 
-def listing(**classes: str) -> dict[str, KeyInfo]:
-    return {path.replace("__", "/"): KeyInfo(c, 0, 0, 0, 0) for path, c in classes.items()}
+def listing(**classes: str) -> dict[str, Key]:
+    keys = (Key(path.replace("__", "/"), c, 1, 0, 0, 0, 0, -1) for path, c in classes.items())
+    return {key.path: key for key in keys}
 
 
 def test_parse_blacklist():
