@@ -31,6 +31,10 @@ from processing.ingest import decode, rootfile
 from processing.ingest.rootfile import Key
 
 _F8 = struct.Struct(">d")
+#: Edges of regular axes by (nbins, low, high), read-only and shared by every histogram read
+#: here: files share few binnings, and the binning check of two equal axes is then ``is``.
+_EDGES: dict[tuple[int, float, float], np.ndarray] = {}
+_EDGES_KEPT = 4096
 
 
 class _Unsupported(Exception):
@@ -42,7 +46,14 @@ def _axis(fields: decode.AxisFields, default_name: str) -> Axis:
     if len(fields.xbins) == fields.nbins + 1:
         edges, variable = fields.xbins, True
     else:
-        edges, variable = np.linspace(fields.low, fields.high, fields.nbins + 1), False
+        binning = (fields.nbins, fields.low, fields.high)
+        edges, variable = _EDGES.get(binning), False
+        if edges is None:
+            edges = np.linspace(fields.low, fields.high, fields.nbins + 1)
+            edges.flags.writeable = False
+            if len(_EDGES) >= _EDGES_KEPT:
+                _EDGES.clear()
+            _EDGES[binning] = edges
     return Axis(
         edges=edges, title=fields.title, variable=variable, name=fields.name or default_name
     )

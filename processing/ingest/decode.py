@@ -59,6 +59,8 @@ _I32 = struct.Struct(">i")
 _U32 = struct.Struct(">I")
 _FRAME = struct.Struct(">IH")
 _TOBJECT = struct.Struct(">HII")
+_NONE = np.empty(0)  # fXbins of a regular axis (read-only: shared)
+_NONE.flags.writeable = False
 _BINNING = struct.Struct(">idd")  # fNbins, fXmin, fXmax
 _PROFILE_TAIL = struct.Struct(">idd")  # fErrorMode and the profile's range
 
@@ -314,7 +316,9 @@ def _axis(walk: _Walk) -> None:
         count = walk.int32()
         if not 0 <= count <= (len(walk.data) - walk.pos) // 8:
             raise Unknown("fXbins runs past the object")
-        xbins = np.frombuffer(walk.data, _F8, count, walk.pos).astype(np.float64)
+        xbins = (
+            np.frombuffer(walk.data, _F8, count, walk.pos).astype(np.float64) if count else _NONE
+        )
         walk.skip(8 * count)
     walk.skip(11)  # fFirst, fLast, fBits2, fTimeDisplay
     walk.string()  # fTimeFormat
