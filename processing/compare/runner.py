@@ -2,9 +2,9 @@
 
 The parent lists both files (key lists only) and pairs the paths; the compared
 paths are split into one interleaved chunk per job, and each job reads its own
-histograms from both files once (:func:`overwatch.rootio.read_histograms` with
-names) and runs every test on them. Reading dominates the cost, so this splits
-the reading too. When an HTML report is asked for, each job also writes the
+histograms from both files once (:func:`processing.compare.fastread.read`:
+from their bytes, or with overwatch.rootio) and runs every test on them.
+Reading dominates the cost, so this splits the reading too. When an HTML report is asked for, each job also writes the
 drill-down pages of its histograms, so the arrays never travel between processes.
 
 Chunks hold at most :data:`CHUNK_PATHS` compared paths (more chunks than jobs
