@@ -202,3 +202,24 @@ def test_a_damaged_byte_count_is_left_to_rootio(tmp_path):
     _same_as_rootio(path)
     assert not decoded_directly(path, keys, "two/h2C")
     assert decoded_directly(path, keys, "one/h1C")
+
+
+@pytest.mark.parametrize(
+    "compression",
+    [uproot.ZLIB(1), uproot.LZMA(1), uproot.LZ4(1), uproot.ZSTD(1)],
+    ids=["zlib", "lzma", "lz4", "zstd"],
+)
+def test_damaged_compressed_bytes_are_skipped_as_rootio_skips_them(tmp_path, compression):
+    histograms = _every_class(np.random.default_rng(9))[:2]
+    path = tmp_path / "file.root"
+    with uproot.recreate(path, compression=compression) as file:
+        for h in histograms:
+            file[h.name] = rootio.to_uproot(h)
+    keys = walk.list_objects(path)
+    data = bytearray(path.read_bytes())
+    damaged = keys["one/h1C"]
+    data[damaged.seek + damaged.keylen + 30] ^= 0xFF  # inside the compressed block
+    path.write_bytes(bytes(data))
+    _, expected = _same_as_rootio(path)
+    assert [s.path for s in expected.skipped] == ["one/h1C"]
+    assert set(expected.histograms) == {"two/h2C"}
