@@ -16,7 +16,7 @@ The documented example of the format is ``config/layouts/overview.yaml``::
         histogram: "EMCal/SM0*/cellHits"  # a path, or a glob (overwatch.globs:
                                     # ``*`` also crosses "/")
         title: Cell hits            # optional caption (a glob's matches add their path)
-        draw_option: colz           # optional JSROOT option (default: the plugin's)
+        draw_option: logy           # optional JSROOT option, merged with the plugin's
         reference: true             # optional: compare with the reference run
         tab: Main                   # optional: the tab it is on (default: the first)
 

@@ -19,7 +19,11 @@ when it changes: editing a layout needs no restart.
 Each drawing is an ``.ow-drawing`` like the run page's (overwatch.js draws it)
 and carries ``data-run``, ``data-subsystem`` and ``data-path``; the page
 carries ``data-live-run`` (the run of the URL, else the newest run shown) and
-``data-live-subsystems`` for live updates. An item with ``reference: true``
+``data-live-subsystems`` for live updates. An item's ``draw_option`` is merged with
+the plugin's option for each histogram it shows (processing/slices/draw_options.py, as
+``opt.<path>=`` on the run page): ``logy`` on a map keeps its palette; an option JSROOT
+would not understand is named next to the plot (``option_error``), drawn with the
+plugin's. An item with ``reference: true``
 is drawn alone with a link to its run page, where the comparison with the
 reference run is overlaid (one page compares one subsystem).
 """
@@ -142,6 +146,9 @@ class _Views:
 
 def _figure(resolved: processing.Resolved, item: Item, path: str, view_name: str) -> dict:
     view = resolved.view
+    # The item's option is this histogram's own, merged with the plugin's like opt.<path>= on
+    # the run page: plugin defaults stay unless the item overrides them.
+    chosen = view.user_draw_option(path, item.draw_option)
     run, subsystem = view.spec.run, view.spec.subsystem
     caption = item.title or view.display(path).title or path
     if item.is_glob:
@@ -151,7 +158,9 @@ def _figure(resolved: processing.Resolved, item: Item, path: str, view_name: str
         "class_name": view.class_of(path),
         "caption": caption,
         "url": views.drawing_url(resolved, path),
-        "option": item.draw_option or view.draw_option(path),
+        "option": chosen.option,
+        "option_error": chosen.error,
+        "plugin_option": view.draw_option(path),
         "page": views.histogram_page_url(run, subsystem, path, slice=view_name),
         "quality": view.analysis.histogram_qualities().get(path),
     }

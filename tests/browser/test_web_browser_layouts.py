@@ -115,6 +115,25 @@ def test_a_layout_written_by_the_test_draws_every_plot(site, browser, tmp_path: 
         {"path": "TPC/trackPt", "run": "1", "subsystem": "TPC"},
         {"path": "HLT/eventSize", "run": "1", "subsystem": "HLT"},
     ]
+    # Item options merge with the plugin's (JSROOT's frame state): track pT's "logy" keeps
+    # the plugin's log x, the maps' "colz" keeps their log z and palette.
+    state = page.evaluate(
+        """async () => {
+      const J = await import(document.body.dataset.jsroot);
+      const out = {};
+      for (const div of document.querySelectorAll('#ow-page .ow-drawing')) {
+        const main = J.getElementMainPainter(div);
+        const fp = main.getFramePainter();
+        out[div.dataset.path] = { logx: Boolean(fp.logx), logy: Boolean(fp.logy),
+          logz: Boolean(J.getElementCanvPainter(div).getRootPad().fLogz),
+          palette: Boolean(J.getElementCanvPainter(div).findPainterFor(null, '', 'TPaletteAxis')) };
+      }
+      return out;
+    }"""
+    )
+    assert state["TPC/trackPt"] == {"logx": True, "logy": True, "logz": False, "palette": False}
+    assert state["EMCal/SM01/cellHits"]["logz"] and state["EMCal/SM01/cellHits"]["palette"]
+    assert page.locator("[data-option-error]").count() == 0
     boxes = [page.locator("#ow-page .ow-layout-item").nth(i).bounding_box() for i in range(3)]
     assert abs(boxes[0]["y"] - boxes[1]["y"]) < 2 and boxes[1]["x"] > boxes[0]["x"]
     assert boxes[2]["y"] > boxes[0]["y"] + 100

@@ -38,9 +38,11 @@ items:
   - subsystem: HLT
     histogram: HLT/eventSize
     title: Event size
+    draw_option: hist foo
     reference: true
   - subsystem: TPC
     histogram: "TPC/trackPtEtaPhi_p?"
+    draw_option: liny gridx
     tab: Wall
   - subsystem: HLT
     histogram: HLT/noSuchHistogram
@@ -115,11 +117,21 @@ def test_a_layout_written_by_the_test_renders_every_item(site) -> None:
     ]
     # Each item's subsystem from its newest run: HLT from run 2, the others from run 1.
     assert [d["data-run"] for d in shown] == ["1"] * 12 + ["2"]
+    # An item's option is merged with the plugin's: the map keeps its log z and no stat box,
+    # track pT its log x; an option JSROOT does not know is named, the plugin's drawn.
     options = {d["data-path"]: d["data-opt"] for d in shown}
-    assert options["EMCal/SM03/cellHits"] == "colz" and options["TPC/trackPt"] == "logy"
+    assert options["EMCal/SM03/cellHits"] == "colz;logz;nostat"
+    assert options["TPC/trackPt"] == "logx;logy"
+    assert options["HLT/eventSize"] == ""
     for drawing in shown:
         assert_draws(client, drawing["data-src"])
     text = response.get_data(as_text=True)
+    errors = re.findall(r"<p [^>]*data-option-error>([^<]*)</p>", text)
+    assert [html.unescape(e) for e in errors] == [
+        "unknown draw option 'foo': JSROOT options are words such as hist, e, colz, box, "
+        "text, logx, logy, logz, gridx (see the JSROOT docs) (layout line 20) · drawn with "
+        "no option"
+    ]
     assert "Track pT" in text and "EMCal stack" in text and "vs reference" in text
     assert "--ow-columns: 3" in text
     attrs = page_attrs(response.data)
@@ -145,6 +157,11 @@ def test_the_api_expands_items_and_globs(site) -> None:
     assert [h["path"] for h in projections["histograms"]] == [
         "TPC/trackPtEtaPhi_px", "TPC/trackPtEtaPhi_py", "TPC/trackPtEtaPhi_pz",
     ]  # fmt: skip
+    # liny takes the plugin's log y of the pT projection away and keeps its log x.
+    assert [(h["option"], h["option_error"]) for h in projections["histograms"]] == [
+        ("logx;gridx", None), ("gridx", None), ("gridx", None),
+    ]  # fmt: skip
+    assert "unknown draw option 'foo'" in items[3]["histograms"][0]["option_error"]
     for item in items[:5]:
         assert item["histograms"] and item["note"] == ""
         for histogram in item["histograms"]:
