@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from processing.slices import draw_options
 from tests.unit.test_web_support import (
     T0,
     add_user,
@@ -117,3 +118,15 @@ def test_pages_carry_security_headers(pages) -> None:
     assert "script-src 'self'" in headers["Content-Security-Policy"]
     assert headers["X-Frame-Options"] == "DENY"
     assert headers["Cache-Control"] == "no-store"
+
+
+def test_the_page_wide_draw_option_suggests_1d_options_and_names_opt_path(pages) -> None:
+    text = html.unescape(pages.get("/runs/1/TPC").data.decode())
+    field = re.search(r'<input name="opt" value="[^"]*" placeholder="e\.g\. ([^"]+)"', text)
+    assert field, "no page-wide draw option field"
+    words = [w.strip() for w in field.group(1).split(",")]
+    # opt= goes to 1D histograms and stacks: every suggestion is JSROOT's and means something
+    # there (no map style such as colz, box, cont, lego, surf).
+    assert words and all(draw_options.check(w) == w for w in words)
+    assert not [w for w in words if re.match(r"(?i)(col|box|cont|lego|surf|arr|candle)", w)]
+    assert "Draw option (1D)" in text and "<code>opt.<path>=</code>" in text
