@@ -8,12 +8,12 @@ subtraction instead of two ROOT reads.
 On disk, under ``DataDir.cache_dir(run, subsystem)``::
 
     layout-<hash>.json                      shapes, axes, titles, flags of every histogram
-    <SYS>hists.<time>.<hash>.npy            one float64 buffer per snapshot
+    <SYS>hists.<time>.<hash>.owc            one float64 buffer per snapshot, compressed
     <SYS>hists.<time>.objects.json          its other objects (graphs, functions, stacks...)
     object-<digest>.json                    one object's ROOT JSON, shared by every snapshot
                                             holding it unchanged
 
-The ``.npy`` holds the *effective* cumulative content: what the sender sent plus
+The ``.owc`` holds the *effective* cumulative content: what the sender sent plus
 the offsets carried over from earlier counter-reset segments (see
 ``processing.ingest.resets``), so ``eff(t1) - eff(t0)`` is a valid slice across any reset.
 When some histogram carries a non-zero offset the array has shape ``(2, n)``:
@@ -29,6 +29,22 @@ the ``mmap``, and building a :class:`Histogram` is a handful of views. Every
 quantity is additive (ROOT's running sums ``fTsumw...`` included), so one
 vectorised subtraction of two buffers of the same layout is the whole slice.
 
+Compression (the ``.owc`` format): the buffers of a subsystem were 2-5 times
+the snapshot files (ROOT stores F/I arrays compressed; here every number is a
+float64), too much for a detector's worth of runs. The bytes of the float64
+array are *shuffled* (byte 0 of every number, then byte 1, ...: counts are
+small integers, so most planes are runs of equal bytes) and compressed with
+zstd at level 1 (``cramjam``, already used to read ROOT's own ZS blocks).
+Measured on 500-histogram snapshots: 0.63 of the ROOT files' bytes, about 3 ms
+to write and 2 ms to read back, against 1.03 and 0.7 ms for LZ4 and 0.66 and
+4 ms for zlib. A file is ``OWC1``, the length of a JSON header (shape, codec),
+the header, then the compressed bytes; anything that does not add up is a
+:class:`CacheError`. Decoded buffers are kept, read-only, in a bounded LRU
+(``DECODED_BYTES``) keyed by file, size and modification time, so the live
+page and repeated slices do not decompress again. Files of the earlier format
+(``.npy``, memory-mapped) are still read, so a data directory needs no
+rebuild; the next write of a snapshot replaces its ``.npy``.
+
 The layout is named by a hash of its content, so snapshots with the same set of
 histograms share one JSON file, and a cache file's name says which layout it
 uses. Writes are atomic (temporary file + rename); fsync is optional
@@ -41,7 +57,6 @@ against about 400 ms for the uproot read of the snapshot.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -49,6 +64,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cramjam
 import numpy as np
 
 from overwatch.lru import LRU
@@ -59,7 +75,18 @@ from processing.ingest.objects import ObjectRecord
 log = logging.getLogger(__name__)
 
 LAYOUT_PREFIX = "layout-"
-CACHE_SUFFIX = ".npy"
+CACHE_SUFFIX = ".owc"
+#: The earlier, uncompressed format: still read, never written.
+LEGACY_SUFFIX = ".npy"
+_SUFFIXES = (CACHE_SUFFIX, LEGACY_SUFFIX)
+_MAGIC = b"OWC1"
+_CODEC = "zstd-shuffle8"
+_LEVEL = 1
+#: Bytes of decoded buffers kept per process (about 160 states of 500 histograms).
+DECODED_BYTES = 256 * 1024 * 1024
+_DECODED: LRU[tuple[Path, int, int], np.ndarray] = LRU(
+    max_cost=DECODED_BYTES, cost=lambda array: array.nbytes
+)
 OBJECTS_SUFFIX = ".objects.json"
 OBJECT_PREFIX = "object-"
 #: Object lists read back, by file (they never change once written).
@@ -89,11 +116,47 @@ def cache_name(stem: str, layout_hash: str) -> str:
 
 
 def split_cache_name(name: str) -> tuple[str, str] | None:
-    """(snapshot stem, layout hash) of a cache file name, None for anything else."""
-    if not name.endswith(CACHE_SUFFIX) or name.startswith("."):
+    """(snapshot stem, layout hash) of a cache file name (either format), None otherwise."""
+    suffix = next((x for x in _SUFFIXES if name.endswith(x)), None)
+    if suffix is None or name.startswith("."):
         return None
-    stem, _, layout_hash = name[: -len(CACHE_SUFFIX)].rpartition(".")
+    stem, _, layout_hash = name[: -len(suffix)].rpartition(".")
     return (stem, layout_hash) if stem and layout_hash else None
+
+
+def encode_array(array: np.ndarray) -> bytes:
+    """The ``.owc`` bytes of a float64 array of one or two rows."""
+    array = np.ascontiguousarray(array, dtype=np.float64)
+    header = json.dumps({"shape": list(array.shape), "codec": _CODEC}).encode()
+    planes = array.reshape(-1).view(np.uint8).reshape(-1, 8).T  # byte k of every number
+    body = cramjam.zstd.compress(np.ascontiguousarray(planes), level=_LEVEL)
+    return b"".join((_MAGIC, len(header).to_bytes(4, "little"), header, bytes(body)))
+
+
+def decode_array(data: bytes, label: str) -> np.ndarray:
+    """The array of ``.owc`` bytes (read-only); :class:`CacheError` names ``label`` and why."""
+    if data[:4] != _MAGIC or len(data) < 8:
+        raise CacheError(f"cache file {label} is damaged: not an Overwatch cache file")
+    size = int.from_bytes(data[4:8], "little")
+    try:
+        header = json.loads(data[8 : 8 + size])
+        shape = tuple(int(n) for n in header["shape"])
+        codec = header["codec"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise CacheError(f"cache file {label} is damaged: bad header ({error})") from error
+    if codec != _CODEC or not 1 <= len(shape) <= 2 or min(shape, default=0) < 0:
+        raise CacheError(f"cache file {label} is damaged: unknown codec or shape {header}")
+    count = int(np.prod(shape))
+    try:
+        body = cramjam.zstd.decompress(data[8 + size :], output_len=8 * count)
+    except cramjam.DecompressionError as error:
+        raise CacheError(f"cache file {label} is damaged: {error}") from error
+    if len(body) != 8 * count:
+        raise CacheError(f"cache file {label} is damaged: {len(body)} bytes for shape {shape}")
+    planes = np.frombuffer(body, dtype=np.uint8).reshape(8, count)
+    array = np.ascontiguousarray(planes.T).view(np.float64).reshape(shape)
+    array.setflags(write=False)  # shared by every reader through the LRU
+    return array
 
 
 def states_covering(
@@ -173,10 +236,11 @@ class ArrayCache:
         remember_layout(layout)
         name = cache_name(stem, layout.hash)
         array = eff if off is None else np.stack([eff, off])
-        _atomic_save(directory / name, array, self.fsync)
-        for other in directory.glob(f"{stem}.*{CACHE_SUFFIX}"):
-            if other.name != name:  # an earlier layout of the same snapshot: stale
-                other.unlink(missing_ok=True)
+        _atomic_save(directory / name, encode_array(array), self.fsync)
+        for suffix in _SUFFIXES:
+            for other in directory.glob(f"{stem}.*{suffix}"):
+                if other.name != name:  # an earlier layout or format of it: stale
+                    other.unlink(missing_ok=True)
         return self.relative(run, subsystem, name)
 
     def load(self, run: int, subsystem: str, name: str, timestamp: float = 0.0) -> CachedSnapshot:
@@ -187,12 +251,7 @@ class ArrayCache:
             raise CacheError(f"{name!r} is not a cache file name")
         layout = self.layout(run, subsystem, split[1])
         path = self.directory(run, subsystem) / name
-        try:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except FileNotFoundError as error:
-            raise CacheError(f"cache file {path} is missing") from error
-        except (ValueError, OSError) as error:
-            raise CacheError(f"cache file {path} is damaged: {error}") from error
+        array = _read_array(path)
         if array.dtype != np.float64 or array.shape[-1] != layout.size or array.ndim > 2:
             raise CacheError(f"cache file {path} does not match layout {layout.hash}")
         if array.ndim == 2:
@@ -209,8 +268,8 @@ class ArrayCache:
             return result
         for name in names:
             split = split_cache_name(name)
-            if split is not None:
-                result[split[0]] = name
+            if split is not None and not result.get(split[0], "").endswith(CACHE_SUFFIX):
+                result[split[0]] = name  # a stem in both formats: the compressed one
         return result
 
     # -- other objects -------------------------------------------------------------
@@ -268,9 +327,30 @@ class ArrayCache:
         return removed
 
 
-def _atomic_save(path: Path, data: np.ndarray | bytes, fsync: bool) -> None:
-    if not isinstance(data, bytes):
-        stream = io.BytesIO()
-        np.lib.format.write_array(stream, np.ascontiguousarray(data), allow_pickle=False)
-        data = stream.getbuffer()
+def _read_array(path: Path) -> np.ndarray:
+    """A cache file's array: decoded once and kept while the file stays the same."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError as error:
+        raise CacheError(f"cache file {path} is missing") from error
+    except OSError as error:
+        raise CacheError(f"cache file {path} is unreadable: {error}") from error
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    found = _DECODED.get(key)
+    if found is not None:
+        return found
+    try:
+        if path.name.endswith(LEGACY_SUFFIX):
+            return np.load(path, mmap_mode="r", allow_pickle=False)  # mapped, not kept
+        data = path.read_bytes()
+    except FileNotFoundError as error:
+        raise CacheError(f"cache file {path} is missing") from error
+    except (ValueError, OSError) as error:
+        raise CacheError(f"cache file {path} is damaged: {error}") from error
+    array = decode_array(data, str(path))
+    _DECODED.put(key, array)
+    return array
+
+
+def _atomic_save(path: Path, data: bytes, fsync: bool) -> None:
     atomic_write(path, data, fsync=fsync)

@@ -11,7 +11,7 @@ import pytest
 from overwatch import rootio
 from overwatch.histogram import Axis, Histogram
 from overwatch.rootio import RootFileError
-from processing.ingest.cache import ArrayCache, CacheError, split_cache_name
+from processing.ingest.cache import CACHE_SUFFIX, ArrayCache, CacheError, split_cache_name
 from processing.ingest.cache_layout import Layout, LayoutError
 from processing.ingest.objects import is_part, part_path
 from processing.ingest.read import SnapshotEncoder
@@ -91,7 +91,7 @@ def test_cache_files_are_written_atomically_and_read_back(tmp_path) -> None:
 
     offsets = np.arange(layout.size, dtype=np.float64)
     cache.write(3, "EMC", "EMChists.2026_01_01_00_01_00", layout, eff + offsets, offsets)
-    with_offsets = cache.load(3, "EMC", f"EMChists.2026_01_01_00_01_00.{layout.hash}.npy")
+    with_offsets = cache.load(3, "EMC", f"EMChists.2026_01_01_00_01_00.{layout.hash}{CACHE_SUFFIX}")
     np.testing.assert_array_equal(with_offsets.off, offsets)
     np.testing.assert_allclose(with_offsets.raw(), eff, rtol=1e-12)  # eff - off: rounding only
     assert sorted(cache.listing(3, "EMC")) == [
@@ -113,7 +113,7 @@ def test_damaged_or_missing_cache_files_raise_cache_error(tmp_path) -> None:
     with pytest.raises(CacheError, match="damaged|does not match"):
         cache.load(1, "EMC", relative)
     with pytest.raises(CacheError, match="missing"):
-        cache.load(1, "EMC", "EMChists.2026_01_01_00_09_00.0123456789abcdef.npy")
+        cache.load(1, "EMC", f"EMChists.2026_01_01_00_09_00.0123456789abcdef{CACHE_SUFFIX}")
     layout_file = cache.directory(1, "EMC") / f"layout-{layout.hash}.json"
     text = json.loads(layout_file.read_text())
     text["histograms"][0]["title"] = "tampered"
@@ -125,7 +125,7 @@ def test_remove_temporary_cleans_interrupted_writes(tmp_path) -> None:
     cache = ArrayCache(tmp_path)
     directory = cache.directory(2, "TPC")
     directory.mkdir(parents=True)
-    (directory / ".TPChists.2026_01_01_00_00_00.abc.npy.x1.tmp").write_bytes(b"half")
+    (directory / f".TPChists.2026_01_01_00_00_00.abc{CACHE_SUFFIX}.x1.tmp").write_bytes(b"half")
     assert cache.remove_temporary(2, "TPC") == 1
     assert list(directory.iterdir()) == []
 
@@ -167,3 +167,72 @@ def test_encoder_refuses_truncated_and_foreign_files(tmp_path) -> None:
     for path in (truncated, garbage):
         with pytest.raises(RootFileError):
             encoder.read(path)
+
+
+# -- the compressed format -------------------------------------------------------------
+
+
+def _cache_with_one(tmp_path: Path, off: bool = False) -> tuple[ArrayCache, Layout, np.ndarray]:
+    histograms = every_class()
+    layout = Layout.of(histograms)
+    eff = layout.pack(histograms)
+    eff[:4] = [np.nan, np.inf, -np.inf, -0.0]  # every bit pattern must come back
+    cache = ArrayCache(tmp_path)
+    offsets = np.linspace(0, 1, layout.size) if off else None
+    cache.write(1, "EMC", "EMChists.2026_01_01_00_00_00", layout, eff, offsets)
+    return cache, layout, eff
+
+
+@pytest.mark.parametrize("off", [False, True])
+def test_compressed_cache_round_trips_bit_for_bit(tmp_path: Path, off: bool) -> None:
+    cache, layout, eff = _cache_with_one(tmp_path, off)
+    (name,) = cache.listing(1, "EMC").values()
+    assert name.endswith(CACHE_SUFFIX)
+    state = cache.load(1, "EMC", name)
+    assert state.eff.view(np.uint64).tolist() == eff.view(np.uint64).tolist()
+    assert (state.off is not None) == off
+    if off:
+        assert np.array_equal(state.off, np.linspace(0, 1, layout.size))
+    assert not state.eff.flags.writeable  # shared by readers: nobody may change it
+    assert np.shares_memory(cache.load(1, "EMC", name).eff, state.eff)  # decoded once
+    assert (cache.directory(1, "EMC") / name).stat().st_size < eff.nbytes * (1 + off)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda b: b[: len(b) // 2], "damaged"),
+        (lambda b: b"XXXX" + b[4:], "not an Overwatch cache file"),
+        (lambda b: b[:8] + b"#" + b[9:], "bad header"),
+        (lambda b: b[:-3], "damaged"),
+        (lambda b: b"", "not an Overwatch cache file"),
+    ],
+)
+def test_damaged_compressed_cache_file_is_a_clear_error(tmp_path: Path, damage, message) -> None:
+    cache, _layout, _eff = _cache_with_one(tmp_path)
+    (name,) = cache.listing(1, "EMC").values()
+    path = cache.directory(1, "EMC") / name
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(CacheError, match=message) as raised:
+        cache.load(1, "EMC", name)
+    assert str(path) in str(raised.value)
+
+
+def test_cache_files_of_the_earlier_format_are_still_read_and_replaced(tmp_path: Path) -> None:
+    histograms = every_class()
+    layout = Layout.of(histograms)
+    eff = layout.pack(histograms)
+    cache = ArrayCache(tmp_path)
+    stem = "EMChists.2026_01_01_00_00_00"
+    cache.write(1, "EMC", stem, layout, eff)  # writes the layout file too
+    directory = cache.directory(1, "EMC")
+    (new,) = directory.glob(f"*{CACHE_SUFFIX}")
+    old = directory / f"{stem}.{layout.hash}.npy"
+    np.save(old, eff)
+    new.unlink()
+    assert cache.listing(1, "EMC") == {stem: old.name}
+    assert np.array_equal(cache.load(1, "EMC", old.name).eff, eff)
+    new.write_bytes(b"")  # both formats present: the compressed one is listed
+    assert cache.listing(1, "EMC") == {stem: new.name}
+    cache.write(1, "EMC", stem, layout, eff)  # rewriting the snapshot drops the old file
+    assert not old.exists() and cache.listing(1, "EMC") == {stem: new.name}

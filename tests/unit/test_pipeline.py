@@ -12,6 +12,7 @@ from overwatch.config import ProcessingSettings
 from overwatch.histogram import Axis, Histogram
 from overwatch.store.db import open_db, read
 from processing.ingest import records
+from processing.ingest.cache import CACHE_SUFFIX, decode_array
 from processing.pipeline import Pipeline
 from processing.rebuild import rebuild
 from processing.scheduler import ProcessingService
@@ -250,7 +251,7 @@ def test_crash_between_cache_and_commit_is_recovered_bit_exactly(tmp_path, db, m
         write_snapshot(tmp_path, 9, "TPC", T0 + 60 * minute, simulator.snapshot("TPC").values())
     reference_db = open_db("memory://")
     Pipeline(tmp_path, reference_db, SETTINGS).run_until_idle()
-    reference = {p.name: p.read_bytes() for p in (tmp_path / "cache").rglob("*.npy")}
+    reference = {p.name: p.read_bytes() for p in (tmp_path / "cache").rglob(f"*{CACHE_SUFFIX}")}
     shutil.rmtree(tmp_path / "cache")
 
     calls = {"n": 0}
@@ -273,7 +274,9 @@ def test_crash_between_cache_and_commit_is_recovered_bit_exactly(tmp_path, db, m
     assert {t: v[2] for t, v in view["snapshots"].items()} == {
         t: v[2] for t, v in subsystem_view(reference_db, 9, "TPC")["snapshots"].items()
     }
-    assert {p.name: p.read_bytes() for p in (tmp_path / "cache").rglob("*.npy")} == reference
+    assert {
+        p.name: p.read_bytes() for p in (tmp_path / "cache").rglob(f"*{CACHE_SUFFIX}")
+    } == reference
 
 
 def test_rebuild_recreates_metadata_and_a_deleted_cache(tmp_path, db) -> None:
@@ -288,7 +291,7 @@ def test_rebuild_recreates_metadata_and_a_deleted_cache(tmp_path, db) -> None:
     snapshot_path(tmp_path, 12, "TPC", T0 + 1999).write_bytes(b"not root")
     Pipeline(tmp_path, db, SETTINGS).run_until_idle()
     before = {(r, s): subsystem_view(db, r, s) for r, s in ((11, "EMC"), (11, "TPC"), (12, "TPC"))}
-    cache = {p: p.read_bytes() for p in (tmp_path / "cache").rglob("*.npy")}
+    cache = {p: p.read_bytes() for p in (tmp_path / "cache").rglob(f"*{CACHE_SUFFIX}")}
 
     fresh = open_db("memory://")
     report = rebuild(tmp_path, fresh, SETTINGS)
@@ -302,7 +305,7 @@ def test_rebuild_recreates_metadata_and_a_deleted_cache(tmp_path, db) -> None:
         cli.main(["db", "rebuild", "--data-dir", str(tmp_path), "--db", f"file://{database_file}"])
         == 0
     )
-    assert {p: p.read_bytes() for p in (tmp_path / "cache").rglob("*.npy")} == cache
+    assert {p: p.read_bytes() for p in (tmp_path / "cache").rglob(f"*{CACHE_SUFFIX}")} == cache
     rebuilt = open_db(f"file://{database_file}")
     try:
         assert subsystem_view(rebuilt, 11, "EMC") == before[(11, "EMC")]
@@ -339,11 +342,11 @@ def test_deleted_cache_files_are_regenerated_when_needed(tmp_path, db) -> None:
         write_snapshot(tmp_path, 14, "TPC", T0 + 60 * k, [hist("events", [0, k + 1, 0])])
     Pipeline(tmp_path, db, SETTINGS).run_until_idle()
     cache_dir = tmp_path / "cache" / "Run14" / "TPC"
-    before = {p.name: p.read_bytes() for p in cache_dir.glob("*.npy")}
+    before = {p.name: p.read_bytes() for p in cache_dir.glob(f"*{CACHE_SUFFIX}")}
     shutil.rmtree(cache_dir)
     write_snapshot(tmp_path, 14, "TPC", T0 + 180, [hist("events", [0, 9, 0])])
     assert Pipeline(tmp_path, db, SETTINGS).run_until_idle().processed == 1
-    after = {p.name: p.read_bytes() for p in cache_dir.glob("*.npy")}
+    after = {p.name: p.read_bytes() for p in cache_dir.glob(f"*{CACHE_SUFFIX}")}
     assert {n: after[n] for n in before} == before and len(after) == 4
     assert SliceReader(tmp_path, db).latest_slice(14, "TPC", "events").values[1] == 6
 
@@ -375,7 +378,10 @@ def test_any_arrival_order_ends_in_the_same_state(tmp_path, seed) -> None:
             pipeline.run_pass({(15, "EMC")})
         view = subsystem_view(database, 15, "EMC")
         database.close()
-        cache = {p.name: np.load(p) for p in (folder / "cache").rglob("*.npy")}
+        cache = {
+            p.name: decode_array(p.read_bytes(), p.name)
+            for p in (folder / "cache").rglob(f"*{CACHE_SUFFIX}")
+        }
         view.pop("histograms")  # first/last seen are updated as paths come and go
         return view, cache
 

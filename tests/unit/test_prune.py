@@ -25,6 +25,7 @@ from overwatch.store.layout import DataDir, atomic_write
 from processing.analysis.live import load_engine
 from processing.analysis.trend_store import TrendStore, TrendStoreError
 from processing.ingest import records
+from processing.ingest.cache import CACHE_SUFFIX
 from processing.pipeline import Pipeline
 from processing.prune import PruneError, parse_runs, plan, prune
 from processing.slices.spec import SliceSpec
@@ -163,7 +164,7 @@ def snapshot_files(data: Path, run: int = RUN, subsystem: str = "TPC") -> list[s
 
 
 def cache_files(data: Path, run: int = RUN, subsystem: str = "TPC") -> list[str]:
-    return sorted(p.name for p in DataDir(data).cache_dir(run, subsystem).glob("*.npy"))
+    return sorted(p.name for p in DataDir(data).cache_dir(run, subsystem).glob(f"*{CACHE_SUFFIX}"))
 
 
 def views(data: Path, db, engine, links: list[str]) -> dict:
@@ -429,7 +430,7 @@ def test_a_snapshot_without_cache_is_not_compared_and_kept(tmp_path, db, engine)
     process(data, db, engine)
     cache_dir = DataDir(data).cache_dir(RUN, "TPC")
     stem = snapshot_path(data, RUN, "TPC", copies[0]).name[: -len(".root")]
-    (lost,) = cache_dir.glob(f"{stem}.*.npy")
+    (lost,) = cache_dir.glob(f"{stem}.*{CACHE_SUFFIX}")
     lost.unlink()
 
     report = plan(data, db, SETTINGS)
@@ -466,7 +467,8 @@ def test_an_interrupted_apply_is_finished_by_the_next(tmp_path, db, engine, monk
     assert len(cache_files(data)) == 3
     # A cache file left with neither record nor snapshot file is swept by the next apply.
     orphan = (
-        DataDir(data).cache_dir(RUN, "TPC") / "TPChists.2026_01_01_05_00_00.0123456789abcdef.npy"
+        DataDir(data).cache_dir(RUN, "TPC")
+        / f"TPChists.2026_01_01_05_00_00.0123456789abcdef{CACHE_SUFFIX}"
     )
     orphan.write_bytes(b"")
     assert plan(data, db, SETTINGS).chains[0].orphans == [orphan]
