@@ -56,6 +56,7 @@ _EXPORTS = {
     "parse_link": "processing.slices.spec",
     "value_text": "processing.slices.spec",
     "window_link": "processing.slices.spec",
+    "projection_option": "processing.slices.draw_options",
     # trends
     "GENERIC_NAMES": "processing.analysis.trending",
     "TrendStore": "processing.analysis.trending",
@@ -119,6 +120,7 @@ __all__ = [
     "options_text",
     "overlay_of",
     "parse_link",
+    "projection_option",
     "run_history",
     "run_start",
     "seen_until",
@@ -163,6 +165,7 @@ if TYPE_CHECKING:  # what type checkers and readers see
     from processing.compare.online import records as comparison_records
     from processing.ingest.cache import CacheError
     from processing.ingest.records import is_present, seen_until
+    from processing.slices.draw_options import projection_option
     from processing.slices.reader import (
         SliceRangeError,
         SliceReader,

@@ -111,9 +111,15 @@ def drawing(resolved: Any, path: str, group: str, args: dict[str, str]) -> dict[
         "option_key": key,
         "own_option": own,
         "plugin_option": view.draw_option(path),
+        "projection_options": projection_options(view, path, chosen.option),
         "title": view.display(path).title,
         "page": views.histogram_page_url(
-            spec.run, spec.subsystem, path, group=group, **args, **{key: own},
+            spec.run,
+            spec.subsystem,
+            path,
+            group=group,
+            **args,
+            **{key: own},
             **views.changed_options(resolved),
         ),  # fmt: skip
         "note": view.annotations.get(path),
@@ -123,6 +129,23 @@ def drawing(resolved: Any, path: str, group: str, args: dict[str, str]) -> dict[
         "not_sliced": spec.start is not None and path in view.not_sliced(),
         "quality": view.analysis.histogram_qualities().get(path),
         "checks": view.analysis.checks_by_histogram.get(path, []),
+    }
+
+
+def projection_options(view: Any, path: str, option: str) -> dict[str, str]:
+    """A 3D histogram's overlay is its x, y, z projections (webapp/reference.py): the option
+    of each, keeping the plugin's log axes (processing.projection_option); {} for the rest.
+    A projection the plugin derives itself (``<path>_px``, ROOT's name) lends its log axes."""
+    if view.dimension(path) != 3:
+        return {}
+    derived = view.histograms
+    return {
+        axis: processing.projection_option(
+            option,
+            axis,
+            view.draw_option(f"{path}_p{axis}") if f"{path}_p{axis}" in derived else "",
+        )
+        for axis in "xyz"
     }
 
 

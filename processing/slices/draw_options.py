@@ -22,6 +22,11 @@ What was decided (issue 18):
   one-letter keywords in a row: JSROOT reads ``foo`` as F, O, O and draws nothing
   useful, so such words are refused. A refused option is named next to the plot,
   and the plot keeps the plugin's option.
+- A 3D histogram compared with a reference is drawn as its x, y and z projections
+  (webapp/reference.py); each keeps the plugin's log axes (:func:`projection_option`): the
+  projection on an axis the 3D's option draws log is log in x, and where the plugin
+  derives that projection itself (TPC's ``<path>_px``) its log axes are used too, so the
+  comparison looks like the plugin's own drawing of it.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ AXIS_WORDS = re.compile(
 )
 MAX_LENGTH = 100
 _SEPARATORS = re.compile(r"[\s;,]+")
+_LOG = re.compile(r"^LOG([XYZ]+)$")
 _NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 
 
@@ -147,4 +153,32 @@ def merged(plugin: str, user: str) -> Merged:
         return Merged(plugin, str(error))
 
 
-__all__ = ["KEYWORDS", "DrawOptionError", "Merged", "check", "merge", "merged", "tokens"]
+def _logs(option: str) -> set[str]:
+    """The axes ("X", "Y", "Z") an option draws log."""
+    found: set[str] = set()
+    for token in tokens(option):
+        match = _LOG.match(token.upper())
+        if match:
+            found.update(match.group(1))
+    return found
+
+
+def projection_option(option: str, axis: str, projected: str = "") -> str:
+    """The option of a 3D histogram's 1D projection on ``axis`` ("x", "y" or "z"): log x
+    when ``option`` (the 3D's) draws that axis log, plus the log axes of ``projected``
+    (the plugin's option for its own projection on that axis, if it derives one)."""
+    x = axis.upper() in _logs(option) or "X" in _logs(projected)
+    flags = [name for name, on in (("logx", x), ("logy", "Y" in _logs(projected))) if on]
+    return ";".join(flags)
+
+
+__all__ = [
+    "KEYWORDS",
+    "DrawOptionError",
+    "Merged",
+    "check",
+    "merge",
+    "merged",
+    "projection_option",
+    "tokens",
+]

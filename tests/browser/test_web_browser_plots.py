@@ -192,10 +192,21 @@ def test_overlays_1d_log_x_2d_ratio_map_and_3d_projections(site, page, tmp_path:
         }
         assert (bottom["xmin"], bottom["xmax"]) == pytest.approx((top["xmin"], top["xmax"]))
         assert bottom["ymin"] < 1 < bottom["ymax"]
+        # The plugin's log axes: the pT projection as TPC draws trackPtEtaPhi_px (log x and
+        # y), the ratio on the same log x; eta and phi linear.
+        pt = axis == "x"
+        assert (top["logx"], top["logy"], bottom["logx"], bottom["logy"]) == (pt, pt, pt, False)
     widths = page.eval_on_selector_all(
         '.ow-overlay[data-path="TPC/trackPtEtaPhi"] .ow-pad', "pads => pads.map(p => p.offsetWidth)"
     )
     assert min(widths) > 250  # wide enough for JSROOT to draw axes (not its SmallPad)
+    # One text size in the three projections (no pad drawn wide and then squeezed).
+    sizes = page.eval_on_selector_all(
+        '.ow-overlay[data-path="TPC/trackPtEtaPhi"] .ow-overlay-main .ow-pad',
+        """pads => pads.map(p => [...p.querySelectorAll('.xaxis_container .axis_labels text')]
+              .map(t => t.getBoundingClientRect().height).reduce((a, b) => Math.max(a, b), 0))""",
+    )
+    assert min(sizes) > 0 and max(sizes) < 1.05 * min(sizes), sizes
     page.locator('.ow-overlay[data-path="TPC/trackPtEtaPhi"]').screenshot(
         path=str(tmp_path / "overlay_3d.png")
     )

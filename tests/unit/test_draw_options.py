@@ -97,3 +97,13 @@ def test_view_options_maps_go_without_a_stat_box_and_page_wide_options_reach_1d_
     own = view.user_draw_option("EMCal/clusterEnergy", "e", "hist")
     assert own.option == "e;logy" and own.error is None
     assert "unknown" in view.user_draw_option("EMCal/clusterEnergy", "", "zzz").error
+
+
+def test_a_3d_histograms_projections_keep_the_plugins_log_axes() -> None:
+    # The projection on an axis the 3D draws log is log in x; the others are linear.
+    assert [draw_options.projection_option("box;logy", axis) for axis in "xyz"] == ["", "logx", ""]
+    assert [draw_options.projection_option("logxz", axis) for axis in "xyz"] == ["logx", "", "logx"]
+    # The plugin's own projection (TPC's <path>_px: logx;logy) lends its log axes.
+    assert draw_options.projection_option("", "x", "logx;logy") == "logx;logy"
+    assert draw_options.projection_option("", "y", "hist;logy") == "logy"
+    assert draw_options.projection_option("gridx", "z") == ""

@@ -9,7 +9,7 @@
 //   the main pad's x axis, range and log state, also after a zoom), "ratio-map" (TH2: the
 //   data map and the ratio map on a diverging palette beside it), "side-by-side"
 //   (TProfile2D: data and reference maps on one z range), "projections" (3D: the x, y, z
-//   projections each as "lines");
+//   projections each as "lines", with the plugin's log axes of data-opt-x/-y/-z);
 // - the summary says which views are compared (and when the reference is the run itself).
 // The reference is view state kept in the URL (ref=, test=, threshold=, sort=): links and
 // GET forms of the same subsystem that do not carry it get it added, so changing group,
@@ -224,9 +224,7 @@ async function shareX(J, mainPad, ratioPad, ratio) {
 
 // 1D: data with its own option (the plugin's log axes included), the reference as a line
 // over it, the ratio below on the same x axis.
-async function drawLines(J, mainRow, ratioRow, parts, option, name) {
-  const mainPad = newPad(mainRow, name);
-  const ratioPad = newPad(ratioRow, name);
+async function drawLines(J, [mainPad, ratioPad], parts, option) {
   // The y range holds both: JSROOT sizes it to the data alone, and a reference above it
   // ran out of the frame.
   const top = (h) => Math.max(...h.fArray.slice(1, -1));
@@ -243,11 +241,17 @@ async function drawModes(J, div, overlay) {
   const ratio = div.querySelector('.ow-overlay-ratio');
   const option = div.dataset.opt || '';
   div.dataset.mode = overlay.mode;
+  const padsOf = (name) => [newPad(main, name), newPad(ratio, name)];
   if (overlay.mode === 'lines') {
-    await drawLines(J, main, ratio, overlay, option, 'data');
+    await drawLines(J, padsOf('data'), overlay, option);
   } else if (overlay.mode === 'projections') {
-    for (const projection of overlay.projections) {
-      await drawLines(J, main, ratio, projection, '', projection.axis);
+    // Every pad first, then the drawings: a pad drawn before its neighbours exist is drawn
+    // wide, then squeezed, and its text shrinks with it.
+    const pads = overlay.projections.map((projection) => padsOf(projection.axis));
+    for (const [index, projection] of overlay.projections.entries()) {
+      // Each projection keeps the plugin's log axes (data-opt-x/-y/-z, webapp/pages.py).
+      const own = div.dataset[`opt${projection.axis.toUpperCase()}`] || '';
+      await drawLines(J, pads[index], projection, own);
     }
   } else if (overlay.mode === 'ratio-map') {
     await J.draw(newPad(main, 'data'), overlay.data, option || 'colz');
