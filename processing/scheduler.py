@@ -29,12 +29,14 @@ acknowledgement) come in on the notice socket and are republished as they are.
 Several workers (``processing.workers``): notices stay one PUSH/PULL socket,
 so receivers and the web app are unchanged. The rule: the worker that binds
 ``receiver.notify_address`` first holds it; it is woken by the notices of the
-subsystems it owns and ignores the others (their owners scan them anyway).
-A worker owning only some subsystems that finds the address taken goes on
-without notices, processing every ``processing.interval`` seconds (a warning
-says so; give it a short interval, or run the worker whose subsystems need
-the quickest turnaround first). A worker owning every subsystem still
-refuses to start without its notices, as before. Likewise only the worker
+subsystems it owns and passes the others on to their owners. A worker owning
+only some subsystems that finds the address taken binds a listener of its
+own on a free port of the same host and says where in its worker record;
+the holder relays it the notices of its subsystems (``processing.workers``,
+"Notice relay": routes re-read with each heartbeat, sent without blocking,
+a notice nobody takes is dropped: the owner's scan every
+``processing.interval`` seconds finds the file anyway). A worker owning every
+subsystem still refuses to start without its notices, as before. Likewise only the worker
 that binds ``processing.events_address`` publishes live events (and
 republishes the web app's); pages show the other workers' snapshots when
 they poll. Each worker's claim is kept alive by a second job, the heartbeat
@@ -56,7 +58,7 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from overwatch.events import EventPublisher
-from overwatch.notices import Notice, NoticeListener
+from overwatch.notices import Notice, NoticeListener, encode_notice
 from processing.analysis.alarms import NotificationDispatcher
 from processing.pipeline import Key, Pipeline
 from processing.workers import ClaimLost, WorkerClaim
@@ -105,21 +107,40 @@ class ProcessingService:
             if pipeline.alarms is not None:
                 pipeline.alarms.on_change = self._alarm_changed
         self._listener = None
+        #: Other workers' (ownership, relay address), when this one holds the notices.
+        self._routes: list = []
+        self._relays: dict[str, object] = {}  # address -> PUSH socket (listener thread's)
         if notify_address:
+            on_event = self.events.republish if self.events else None
             try:
-                self._listener = NoticeListener(
-                    notify_address, on_event=self.events.republish if self.events else None
-                )
+                self._listener = NoticeListener(notify_address, on_event=on_event)
             except Exception as error:
                 if notify_required:
                     raise
-                log.warning(
-                    "notices on %s are taken (%s), likely by another worker: processing "
-                    "every %gs without them",
-                    notify_address, error, interval,
-                )  # fmt: skip
+                self._listener = self._relayed(notify_address, error, on_event)
         self._listening = threading.Event()  # set to stop the listener thread
         self._listener_thread: threading.Thread | None = None
+
+    def _relayed(self, notify_address: str, error: Exception, on_event):
+        """A listener of this worker's own, for notices the holder of the address relays."""
+        host = notify_address.rpartition(":")[0]
+        try:
+            listener = NoticeListener(f"{host}:*", on_event=on_event)
+        except Exception as second:
+            log.warning(
+                "notices on %s are taken (%s) and no address of %s is free for relayed ones "
+                "(%s): processing every %gs without them",
+                notify_address, error, host, second, self.interval,
+            )  # fmt: skip
+            return None
+        if self.worker is not None:
+            self.worker.notify = listener.address
+        log.info(
+            "notices on %s are taken (%s), likely by another worker: taking those it relays "
+            "on %s",
+            notify_address, error, listener.address,
+        )  # fmt: skip
+        return listener
 
     @property
     def notify_address(self) -> str | None:
@@ -142,6 +163,7 @@ class ProcessingService:
             self._scheduler.add_job(
                 self._beat, "interval", seconds=self.heartbeat, id=HEARTBEAT_JOB_ID,
                 coalesce=True, max_instances=1, misfire_grace_time=None,
+                next_run_time=datetime.now(UTC),  # at once: say where relayed notices go
             )  # fmt: skip
         self._scheduler.start()
         if self._listener is not None:
@@ -166,14 +188,36 @@ class ProcessingService:
     def _on_notice(self, notice: Notice) -> None:
         owns = self.pipeline.owns
         if owns is not None and not owns(notice["subsystem"]):
-            return  # another worker's subsystem: its owner scans it
+            self._relay(notice)  # another worker's subsystem: its owner scans it anyway
+            return
         self.wake((notice["run"], notice["subsystem"]))
+
+    def _relay(self, notice: Notice) -> None:
+        """Pass a notice on to the worker owning its subsystem (listener thread)."""
+        import zmq
+
+        for ownership, address in self._routes:
+            if not ownership.owns(notice["subsystem"]):
+                continue
+            sock = self._relays.get(address)
+            if sock is None:
+                sock = self._relays[address] = zmq.Context.instance().socket(zmq.PUSH)
+                sock.setsockopt(zmq.SNDHWM, 100)
+                sock.setsockopt(zmq.LINGER, 0)
+                sock.connect(address)
+            try:
+                sock.send(encode_notice(notice["run"], notice["subsystem"], notice["path"]),
+                          zmq.NOBLOCK)  # fmt: skip
+            except zmq.Again:
+                log.debug("worker at %s takes no notices: dropped one", address)
 
     def _beat(self) -> None:
         """The worker's heartbeat (a scheduler job of its own)."""
         assert self.worker is not None
         try:
             self.worker.heartbeat(self.pipeline.last_pass_finished, self.pipeline.processed_total)
+            if self._listener is not None and not self.worker.notify:  # it holds the address
+                self._routes = self.worker.notice_routes()
         except ClaimLost as error:
             log.error("%s: processing stops", error)
             self.lost.set()
@@ -232,6 +276,9 @@ class ProcessingService:
             self._listening.set()  # the thread closes the socket on its way out
             self._listener_thread.join(timeout=5)
             self._listener_thread = None
+            for sock in self._relays.values():  # the listener thread's, and it has ended
+                sock.close(linger=0)
+            self._relays.clear()
         elif self._listener is not None and not self._listening.is_set():
             self._listening.set()
             self._listener.close()  # never started: nobody else would close it

@@ -40,6 +40,16 @@ conflicts. If its record was taken over meanwhile (it stalled longer than
 raises :class:`ClaimLost` and the worker stops rather than process twice. A
 worker that stops cleanly marks its record ``stopped`` (shown dead on the
 status page, and no longer blocking a claim).
+
+**Notice relay.** Receivers push their notices to one address, which one
+worker holds (:mod:`processing.scheduler`). Every other worker binds a
+listener of its own on a free port and writes its address in its record
+(``notify``, with its heartbeat); the holder reads the records of the alive
+workers of its host (:func:`notice_routes`, with each of its heartbeats) and
+passes each notice of a subsystem it does not own on to the worker that owns
+it. So every worker of a host is woken within milliseconds of a snapshot, and
+``--share`` can use every core; a worker of another host goes on without
+notices as before (its address would be this host's loopback).
 """
 
 from __future__ import annotations
@@ -57,7 +67,7 @@ import ZODB
 from persistent.mapping import PersistentMapping
 
 from overwatch import names
-from overwatch.store.db import overwatch_root, transact
+from overwatch.store.db import overwatch_root, read, transact
 from overwatch.store.models import Worker
 
 log = logging.getLogger(__name__)
@@ -203,6 +213,9 @@ class WorkerClaim:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.started = 0.0
+        #: Where this worker takes notices relayed by the holder of the receivers' address
+        #: ("" : it holds that address, or takes none); written with the heartbeat.
+        self.notify = ""
 
     def claim(self, now: float | None = None) -> list[str]:
         """Claim the ownership; returns the names of dead workers taken over.
@@ -262,8 +275,26 @@ class WorkerClaim:
             record.last_seen = now
             record.last_pass = last_pass
             record.processed = processed
+            if getattr(record, "notify", "") != self.notify:
+                record.notify = self.notify
 
         transact(self.db, work, note=f"worker {self.name} heartbeat")
+
+    def notice_routes(self, now: float | None = None) -> list[tuple[Ownership, str]]:
+        """(ownership, relay address) of the other alive workers of this host taking notices."""
+        now = time.time() if now is None else now
+
+        def work(ow) -> list[tuple[Ownership, str]]:
+            routes = []
+            for name, record in (ow.workers or {}).items():
+                address = getattr(record, "notify", "")
+                if name == self.name or not address or record.host != self.host:
+                    continue
+                if _alive(record, now, self.dead_seconds):
+                    routes.append((Ownership.of(record), address))
+            return routes
+
+        return read(self.db, work)
 
     def release(self, last_pass: float, processed: int) -> None:
         """Mark the record stopped (a clean stop): no longer alive, no longer blocking."""

@@ -87,6 +87,7 @@ class Worker(Persistent):
     state = "running"
     last_pass = 0.0
     processed = 0
+    notify = ""  # address of its own notice listener, relayed to by the holder (workers.py)
 
     def __init__(self, name: str, host: str, pid: int, started: float) -> None:
         self.name = name

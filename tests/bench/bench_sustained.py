@@ -204,6 +204,15 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _descendants(pids: set[int]) -> dict[int, int]:
     """Every process under ``pids`` (themselves included) -> the root it descends from."""
     parent = {}
@@ -232,6 +241,7 @@ class MemorySampler(threading.Thread):
         self.system = system
         self.peak_kb = 0
         self.role_peak_kb: dict[str, int] = {}
+        self.role_cpu: dict[str, float] = {}  # CPU seconds used so far, at the last sample
         self.halt = threading.Event()
 
     def run(self) -> None:
@@ -241,9 +251,12 @@ class MemorySampler(threading.Thread):
     def sample(self) -> None:
         role_of = {child.pid: role for role, child in self.system.children.items()}
         per_role: dict[str, int] = {}
+        cpu: dict[str, float] = {}
         for pid, root in _descendants(set(role_of)).items():
             role = role_of[root]
             per_role[role] = per_role.get(role, 0) + _rss_kb(pid)
+            cpu[role] = cpu.get(role, 0.0) + _cpu_seconds(pid)
+        self.role_cpu = cpu
         self.peak_kb = max(self.peak_kb, sum(per_role.values()))
         for role, kb in per_role.items():
             self.role_peak_kb[role] = max(self.role_peak_kb.get(role, 0), kb)
@@ -426,6 +439,8 @@ def run() -> dict[str, float]:
             cold_start = time.time() - cold
 
             # The timed run.
+            sampler.sample()
+            cpu_before, bench_before = dict(sampler.role_cpu), time.process_time()
             watch = Watch(data, db, RUN)
             start = time.time() + 1.0
             player = threading.Thread(
@@ -441,6 +456,9 @@ def run() -> dict[str, float]:
             sampler.halt.set()
             sampler.join()
             sampler.sample()
+            cpu = {r: sampler.role_cpu.get(r, 0.0) - cpu_before.get(r, 0.0) for r in cpu_before}
+            cpu["bench"] = time.process_time() - bench_before
+            timed = time.time() - start
         finally:
             stop.set()
             sender.close()
@@ -474,6 +492,20 @@ def run() -> dict[str, float]:
         figures[f"rss_{role}_mb"] = kb / 1024.0
     for name, ms in stages.items():
         figures[f"stage_{name}_ms"] = ms
+    for role, seconds in sorted(cpu.items()):  # share of one core over the timed part
+        figures[f"cpu_{role}_percent"] = 100.0 * seconds / timed
+    out = Path("bench-out")
+    out.mkdir(exist_ok=True)
+    (out / "sustained-latencies.json").write_text(
+        json.dumps(
+            [
+                {"subsystem": s, "time": t, "written": watch.written[(s, t)] - start,
+                 "latency_ms": 1000.0 * (watch.recorded[(s, t)] - watch.written[(s, t)])}
+                for s, t in sorted(watch.written, key=watch.written.get)
+            ],
+            indent=0,
+        )
+    )  # fmt: skip
     errors = [
         line
         for role, text in logs.items()

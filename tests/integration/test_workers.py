@@ -126,7 +126,8 @@ def site(tmp_path):
 
 def test_two_workers_process_each_snapshot_once_and_a_killed_one_shows_dead(site) -> None:
     data, uri, url, token, children, log = site
-    assert "without them" in log("b")  # B found the notice address taken: interval only
+    # B found the notice address taken: it takes the notices A relays on an address of its own.
+    assert "taking those it relays" in log("b")
     db = open_db(uri)
     try:
         expected = {name: files(data, name) for name in ("EMC", "TPC", "HLT")}

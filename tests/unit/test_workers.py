@@ -315,3 +315,45 @@ def test_service_ignores_other_subsystems_notices_and_stops_when_its_claim_is_lo
         notifier.close()
         service.stop()
     assert workers(db)["emc"][1] == "running"  # not ours any more: left as the other wrote it
+
+
+def test_the_holder_of_the_notices_relays_those_of_other_workers_subsystems(tmp_path, db) -> None:
+    """Two workers sharing the subsystems: the one that finds the receivers' address taken
+    takes the notices of its subsystems from the holder, so both wake at once."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    services, pipelines = [], []
+    for k in (1, 2):
+        ownership = Ownership.parse(share=f"{k}/2")
+        claim = WorkerClaim(db, f"w{k}", ownership, dead_seconds=30)
+        claim.claim()
+        pipeline = Pipeline(tmp_path, db, owns=ownership.owns, analysis=False)
+        services.append(
+            ProcessingService(
+                pipeline, 600.0, address, worker=claim, heartbeat=0.2, notify_required=False
+            )
+        )  # the 600 s interval: only a notice can wake a worker in time
+        pipelines.append(pipeline)
+    holder, other = services
+    assert holder.notify_address == address
+    assert other.notify_address not in (None, address)  # a listener of its own
+    assert other.worker.notify == other.notify_address
+    notifier = Notifier(address)
+    for service in services:
+        service.start()
+    try:
+        wait_for(lambda: workers_notify(db)["w2"] == other.notify_address, 10, "the record")
+        wait_for(lambda: holder._routes, 10, "the holder to read the route")
+        first, second = (next(s for s in NAMES if share_of(s, 2) == k) for k in (1, 2))
+        for run, subsystem in ((2, second), (3, first), (4, second)):
+            write_snapshot(tmp_path, run, subsystem, T0, [hist([0, 1, 0])])
+            notifier.notify(run, subsystem, f"Run{run}/{subsystem}/x.root")
+        wait_for(lambda: pipelines[1].processed_total == 2, 10, f"{second} woken by relay")
+        wait_for(lambda: pipelines[0].processed_total == 1, 10, f"{first} woken")
+    finally:
+        notifier.close()
+        for service in services:
+            service.stop()
+
+
+def workers_notify(db) -> dict[str, str]:
+    return read(db, lambda ow: {n: r.notify for n, r in ow.workers.items()})
