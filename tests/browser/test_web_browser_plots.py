@@ -377,3 +377,59 @@ def test_labels_boxes_legends_and_annotations(site, page, tmp_path: Path) -> Non
     page.wait_for_function(ALL_DRAWN)
     boxes = page.evaluate(TEXT_BOXES)
     assert [b for b in boxes if b["what"] == "y axis_title"] and overlaps(boxes) == []
+
+
+#: Per 1D drawing with a stat box: how many bins it has under the box and which of them
+#: reach into it (a bar's top, or a point with its error bar, above the box's bottom edge).
+STATS_COVER = """async () => {
+  const J = await import(document.body.dataset.jsroot);
+  const out = [];
+  for (const div of document.querySelectorAll('.ow-drawing.ow-drawn')) {
+    const main = J.getElementCanvPainter(div)?.getMainPainter(); // the histogram's painter
+    const fp = main?.getFramePainter();
+    const h = main?.getObject();
+    if (!fp?.grx || !/^TH1|^TProfile$/.test(h?._typename || '')) continue;
+    const stats = [];
+    J.getElementCanvPainter(div).forEachPainterInPad((p) => {
+      if (p.getObject()?._typename === 'TPaveStats') stats.push(p);
+    }, 'objects');
+    if (!stats.length) continue;
+    const box = stats[0].getG().node().getBoundingClientRect();
+    const svg = div.querySelector('svg').getBoundingClientRect();
+    const left = svg.x + fp.getFrameX(), top = svg.y + fp.getFrameY();
+    const errors = Boolean((main.getOptions?.() || main.options)?.Error);
+    let under = 0;
+    const covered = [];
+    for (let i = 1; i <= h.fXaxis.fNbins; i++) {
+      const x0 = left + fp.grx(h.fXaxis.GetBinLowEdge(i)), x1 = left + fp.grx(h.fXaxis.GetBinLowEdge(i + 1));
+      if (Math.max(x0, x1) <= box.x || Math.min(x0, x1) >= box.x + box.width) continue;
+      const value = h.getBinContent(i) + (errors ? h.getBinError(i) : 0);
+      if (fp.logy && !(value > 0)) continue;
+      under += 1;
+      if (top + fp.gry(value) < box.y + box.height) covered.push(i);
+    }
+    out.push({ path: div.closest('.ow-figure').querySelector('figcaption a').textContent,
+               under, covered });
+  }
+  return out;
+}"""
+
+
+def test_1d_stat_boxes_leave_the_data_clear(site, page) -> None:
+    # Distributions high at the right edge, where JSROOT puts the box: a flat phi, counts
+    # per sector, a rising profile; and the ordinary ones of each plugin.
+    checked = {}
+    for subsystem, group in [
+        ("TPC", "Tracks"), ("TPC", "Clusters"), ("TPC", "DCA"), ("HLT", "Processing"),
+        ("HLT", "Event size"), ("EMC", "Clusters"), ("EMC", "SM03"),
+    ]:  # fmt: skip
+        page.goto(f"{site.url}/runs/{RUN}/{subsystem}?group={quote(group)}")
+        page.wait_for_function(ALL_DRAWN)
+        for drawing in page.evaluate(STATS_COVER):
+            checked[drawing["path"]] = drawing
+    assert {"TPC/trackPhi", "TPC/clustersPerSector", "HLT/processingTimeVsEventSize"} <= set(
+        checked
+    )
+    assert all(checked[p]["under"] > 0 for p in ("TPC/trackPhi", "TPC/clustersPerSector"))
+    covered = {path: d["covered"] for path, d in checked.items() if d["covered"]}
+    assert covered == {}, covered

@@ -93,6 +93,50 @@ function clearTitles(obj) {
   }
 }
 
+// Stat boxes clear of the data. JSROOT puts a 1D histogram's stat box in the frame's top
+// right corner and sizes the y axis to the data alone, so a distribution that is high at
+// the right (a flat phi, counts per sector) ran under the box. After drawing, the bins
+// under the box (their tops, error bars included) are measured; if one reaches the box, the
+// y range is raised just enough to keep it below (fMaximum, fMinimum kept as drawn, in log
+// space on a log axis) and the histogram redrawn. A range the producer, the user's option
+// or the user's zoom set is kept.
+const STATS_GAP = 4; // pixels between the highest bin under the box and the box
+async function clearStats(J, div, obj, option) {
+  if (!obj?._typename?.match(/^TH1|^TProfile$/) || /same/i.test(option)) return;
+  if (obj.fMaximum !== NO_ZOOM || obj.fMinimum !== NO_ZOOM) return;
+  const main = J.getElementCanvPainter(div)?.getMainPainter(); // the histogram's painter
+  const fp = main?.getFramePainter();
+  if (!fp?.grx || main.getObject() !== obj || fp.zoomChangedInteractive?.()) return;
+  const found = [];
+  J.getElementCanvPainter(div)?.forEachPainterInPad((p) => {
+    if (p.getObject()?._typename === 'TPaveStats') found.push(p);
+  }, 'objects');
+  const box = found[0]?.getG()?.node().getBoundingClientRect();
+  const svg = div.querySelector('svg')?.getBoundingClientRect();
+  if (!box?.height || !svg) return;
+  // The frame in the page's pixels (a bounding box of the frame's group holds its axes too).
+  const frame = { x: svg.x + fp.getFrameX(), y: svg.y + fp.getFrameY(), height: fp.getFrameHeight() };
+  const errors = Boolean((main.getOptions?.() || main.options)?.Error);
+  let top = -Infinity;
+  for (let i = 1; i <= obj.fXaxis.fNbins; i++) {
+    const x0 = frame.x + fp.grx(obj.fXaxis.GetBinLowEdge(i));
+    const x1 = frame.x + fp.grx(obj.fXaxis.GetBinLowEdge(i + 1));
+    if (Math.max(x0, x1) <= box.x || Math.min(x0, x1) >= box.x + box.width) continue;
+    const value = obj.getBinContent(i) + (errors ? obj.getBinError(i) : 0);
+    if (!fp.logy || value > 0) top = Math.max(top, value);
+  }
+  if (top === -Infinity || frame.y + fp.gry(top) >= box.y + box.height + STATS_GAP) return;
+  const f = (box.y + box.height + STATS_GAP - frame.y) / frame.height; // box bottom, from the top
+  if (f <= 0 || f >= 0.8) return; // a box that tall leaves no room worth making
+  const scale = fp.logy ? Math.log10 : (v) => v;
+  const low = scale(fp.scale_ymin);
+  const high = (scale(top) - f * low) / (1 - f);
+  if (!(high > scale(fp.scale_ymax))) return;
+  obj.fMinimum = fp.scale_ymin;
+  obj.fMaximum = fp.logy ? 10 ** high : high;
+  await J.redraw(div, obj, option);
+}
+
 // Draw one fetched histogram; skip the drawing when its content did not change. A drawing
 // already on the page is updated in place (JSROOT keeps the user's zoom, log scales and
 // draw options); data-snapshot says which snapshot (unix seconds) the drawing shows.
@@ -133,6 +177,7 @@ async function drawFetched(J, div, fetched) {
       div.classList.remove('ow-drawing-error');
       await J.draw(div, obj, div.dataset.opt || '');
     }
+    await clearStats(J, div, obj, div.dataset.opt || '');
     div.dataset.drawnSrc = src;
     div.dataset.etag = etag;
     if (snapshot) div.dataset.snapshot = snapshot;
