@@ -116,6 +116,18 @@ def overlaps(boxes: list[dict]) -> list[tuple[str, str, str]]:
     return found
 
 
+#: The comparison as the page shows it: the summary table's rows and each figure's badge.
+COMPARISON = """() => ({
+  rows: Object.fromEntries([...document.querySelectorAll('#ow-reference tbody tr')].map((r) =>
+    [r.dataset.path, { p: r.cells[2].textContent, statistic: r.cells[3].textContent }])),
+  badges: Object.fromEntries([...document.querySelectorAll('.ow-figure')].flatMap((f) => {
+    const badge = f.querySelector('figcaption .ow-cmp');
+    const path = f.querySelector('.ow-overlay[data-path]')?.dataset.path;
+    return badge && path && badge.title.startsWith('p = ') ? [[path, badge.title]] : [];
+  })),
+})"""
+
+
 def open_overlays(page, site, subsystem: str, group: str, **query: str) -> None:
     extra = "".join(f"&{k}={quote(v)}" for k, v in query.items())
     page.goto(f"{site.url}/runs/{RUN}/{subsystem}?group={quote(group)}&ref={REFERENCE}{extra}")
@@ -224,6 +236,18 @@ def test_overlays_1d_log_x_2d_ratio_map_and_3d_projections(site, page, tmp_path:
     note = page.inner_text(".ow-reference-of")
     assert "latest slice of run 1" in note and "the reference is run 1 itself" in note.lower()
     assert page.locator(".ow-reference-self").count() == 1
+    # The table and the badges judge the slice the page shows: the latest slice differs from
+    # the whole run it is compared with, the whole run agrees with itself exactly.
+    latest = page.evaluate(COMPARISON)
+    page.goto(f"{site.url}/runs/{RUN}/TPC?group=Tracks&ref={RUN}")
+    page.wait_for_function(ALL_OVERLAYS_DRAWN)
+    whole = page.evaluate(COMPARISON)
+    for shown in (latest, whole):
+        assert shown["badges"] and all(
+            title == f"p = {shown['rows'][path]['p']}" for path, title in shown["badges"].items()
+        ), shown
+    assert {row["statistic"].split(" ")[0] for row in whole["rows"].values()} <= {"0", "–"}
+    assert any(row["statistic"].split(" ")[0] not in ("0", "–") for row in latest["rows"].values())
 
 
 #: Per drawing of the page: its option, log flags and whether it has a palette.

@@ -33,6 +33,7 @@ from tests.unit.test_web_support import add_user, login, make_app, make_settings
 from webapp import users
 from webapp.app import create_app
 from webapp.paths import quote_path
+from webapp.reference import OVERLAY_MODES, overlay_mode
 
 
 @pytest.fixture(scope="module")
@@ -365,3 +366,18 @@ def test_comparison_needs_a_signed_in_user(site) -> None:
     browser = app.test_client()
     assert login(browser, "alice").status_code == 302
     assert browser.get(f"/api/runs/{DATA}/EMC/compare?ref={REFERENCE}").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("class_name", "ndim", "mode"),
+    [
+        ("TH1F", 1, "lines"),
+        ("TProfile", 1, "lines"),
+        ("TH2F", 2, "ratio-map"),
+        ("TH2D", 2, "ratio-map"),
+        ("TProfile2D", 2, "side-by-side"),  # a ratio of means near zero says nothing
+        ("TH3F", 3, "projections"),
+    ],
+)
+def test_the_overlay_is_drawn_per_class(class_name: str, ndim: int, mode: str) -> None:
+    assert overlay_mode(class_name, ndim) == mode and mode in OVERLAY_MODES
