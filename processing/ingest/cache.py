@@ -2,12 +2,12 @@
 
 Why: a snapshot is deserialised with uproot exactly once. Every later question
 (a time slice, the cumulative for the web page, an export) is answered from
-these arrays, so a slice of 500 histograms costs two ``mmap`` and one numpy
-subtraction instead of two ROOT reads.
+these arrays, so a slice of 500 histograms costs two decompressions (none when
+the states were decoded recently) and one numpy subtraction instead of two ROOT reads.
 
 On disk, under ``DataDir.cache_dir(run, subsystem)``::
 
-    layout-<hash>.json                      shapes, axes, titles, flags of every histogram
+    layout-<hash>.json.zst                  shapes, axes, titles, flags of every histogram
     <SYS>hists.<time>.<hash>.owc            one float64 buffer per snapshot, compressed
     <SYS>hists.<time>.objects.json          its other objects (graphs, functions, stacks...)
     object-<digest>.json                    one object's ROOT JSON, shared by every snapshot
@@ -25,32 +25,60 @@ Within the buffer each histogram owns one contiguous block
 ``[values][sumw2?][bin_entries?][bin_sumw2?][entries][stats...]`` (arrays with
 flow bins, in ROOT's ``fArray`` order). Blocks rather than one array per
 quantity: a request for one histogram then touches one contiguous range of
-the ``mmap``, and building a :class:`Histogram` is a handful of views. Every
+the buffer, and building a :class:`Histogram` is a handful of views. Every
 quantity is additive (ROOT's running sums ``fTsumw...`` included), so one
 vectorised subtraction of two buffers of the same layout is the whole slice.
 
-Compression (the ``.owc`` format): the buffers of a subsystem were 2-5 times
-the snapshot files (ROOT stores F/I arrays compressed; here every number is a
-float64), too much for a detector's worth of runs. The bytes of the float64
-array are *shuffled* (byte 0 of every number, then byte 1, ...: counts are
-small integers, so most planes are runs of equal bytes) and compressed with
-zstd at level 1 (``cramjam``, already used to read ROOT's own ZS blocks).
-Measured on 500-histogram snapshots: 0.63 of the ROOT files' bytes, about 3 ms
-to write and 2 ms to read back, against 1.03 and 0.7 ms for LZ4 and 0.66 and
-4 ms for zlib. A file is ``OWC1``, the length of a JSON header (shape, codec),
-the header, then the compressed bytes; anything that does not add up is a
-:class:`CacheError`. Decoded buffers are kept, read-only, in a bounded LRU
-(``DECODED_BYTES``) keyed by file, size and modification time, so the live
-page and repeated slices do not decompress again. Files of the earlier format
-(``.npy``, memory-mapped) are still read, so a data directory needs no
-rebuild; the next write of a snapshot replaces its ``.npy``.
+Compression (the ``.owc`` format): as float64 arrays the buffers were 1.5-5
+times the snapshot files (ROOT stores F/I arrays compressed), too much for a
+detector's worth of runs. The bytes of the float64 array are *shuffled* (byte 0
+of every number, then byte 1, ...: counts are small integers, so most planes
+are runs of equal bytes) and compressed with zstd at level 1 (``cramjam``,
+which also reads ROOT's own ZS blocks). A file is::
+
+    b"OWC1"                      format and version
+    uint32 little-endian         length of the header
+    header (JSON)                {"layout": <hash>, "shape": [n] or [2, n], "codec": "zstd-shuffle8"}
+    body                         one zstd frame of the 8 byte planes, 8 * n * rows bytes decoded
+
+The header's layout must be the one the file name says; anything that does not
+add up (magic, header, codec, shape, a truncated or altered body) is a
+:class:`CacheError` naming the file. Decoding is bit-exact (NaN, infinities, -0.0).
+
+How it was chosen (medians on this project's 2-core machine; size as a fraction
+of the snapshot's ROOT file; write / read of one snapshot): the simulator's
+2,400-histogram EMC snapshot (1.6 MB ROOT, 2.3 MB float64) and the 500-histogram
+mix of ``tests/bench/bench_processing.py`` (0.74 MB ROOT, 1.6 MB float64):
+
+    codec                     simulator 2,400          bench mix 500
+    zstd-1, shuffled (this)   0.33  3.8 / 1.7 ms       0.64  2.4 / 0.9 ms
+    zstd-3, shuffled          0.32  5.4 / 2.1 ms       0.63  4.0 / 1.3 ms
+    lz4, shuffled             0.41  2.3 / 1.6 ms       0.76  1.5 / 1.0 ms
+    zlib-1, shuffled          0.34 15.5 / 5.2 ms       0.66 10.6 / 3.6 ms
+    zstd-1, not shuffled      0.45  7.0 / 2.6 ms       0.74  3.6 / 1.3 ms
+
+Left out: integer-valued numbers stored as int32 apart from the others (7 %
+smaller, decoding twice as slow for the scatter) and a delta against the
+previous snapshot (20 % smaller, but reading one state would need its
+predecessors). A slice decodes two states; both fit well within a slice's
+10 ms. Decoded buffers are kept, read-only, in a bounded LRU
+(``DECODED_BYTES`` per process) keyed by file, inode, size and times, so the
+live page and repeated slices do not decompress again, and a rewritten file
+(a late snapshot recomputing its successors) is decoded anew.
+
+Layouts are zstd-compressed JSON (``layout-<hash>.json.zst``): the producer's
+presentation of every histogram makes them about 2 kB a histogram as text, and
+they compress 300-fold (5.5 MB to 18 kB for the simulator's 2,400). Files of
+the earlier formats (``.npy`` buffers, memory-mapped, and plain
+``layout-<hash>.json``) are still read, so a data directory needs no rebuild;
+the next write of a snapshot replaces its ``.npy``.
 
 The layout is named by a hash of its content, so snapshots with the same set of
-histograms share one JSON file, and a cache file's name says which layout it
+histograms share one layout file, and a cache file's name says which layout it
 uses. Writes are atomic (temporary file + rename); fsync is optional
 (``processing.cache_fsync``, default off): the cache is derived data, rebuilt
 from the snapshots by ``overwatch db rebuild`` when lost. Measured cost of the
-fsync: about 2 ms per 1.6 MB cache file (500 histograms) on a virtual disk,
+fsync: about 2 ms per cache file of 500 histograms on a virtual disk,
 against about 400 ms for the uproot read of the snapshot.
 """
 
@@ -75,6 +103,10 @@ from processing.ingest.objects import ObjectRecord
 log = logging.getLogger(__name__)
 
 LAYOUT_PREFIX = "layout-"
+#: A layout's JSON, zstd-compressed (the presentations make it about 2 kB a histogram).
+LAYOUT_SUFFIX = ".json.zst"
+#: Layouts of the earlier format, plain JSON: still read, never written.
+LEGACY_LAYOUT_SUFFIX = ".json"
 CACHE_SUFFIX = ".owc"
 #: The earlier, uncompressed format: still read, never written.
 LEGACY_SUFFIX = ".npy"
@@ -84,7 +116,7 @@ _CODEC = "zstd-shuffle8"
 _LEVEL = 1
 #: Bytes of decoded buffers kept per process (about 160 states of 500 histograms).
 DECODED_BYTES = 256 * 1024 * 1024
-_DECODED: LRU[tuple[Path, int, int], np.ndarray] = LRU(
+_DECODED: LRU[tuple[Path, int, int, int, int], np.ndarray] = LRU(
     max_cost=DECODED_BYTES, cost=lambda array: array.nbytes
 )
 OBJECTS_SUFFIX = ".objects.json"
@@ -124,39 +156,55 @@ def split_cache_name(name: str) -> tuple[str, str] | None:
     return (stem, layout_hash) if stem and layout_hash else None
 
 
-def encode_array(array: np.ndarray) -> bytes:
-    """The ``.owc`` bytes of a float64 array of one or two rows."""
+def encode_array(array: np.ndarray, layout_hash: str) -> bytes:
+    """The ``.owc`` bytes of a float64 array of one or two rows laid out by ``layout_hash``."""
     array = np.ascontiguousarray(array, dtype=np.float64)
-    header = json.dumps({"shape": list(array.shape), "codec": _CODEC}).encode()
+    header = json.dumps({"layout": layout_hash, "shape": list(array.shape), "codec": _CODEC})
     planes = array.reshape(-1).view(np.uint8).reshape(-1, 8).T  # byte k of every number
     body = cramjam.zstd.compress(np.ascontiguousarray(planes), level=_LEVEL)
-    return b"".join((_MAGIC, len(header).to_bytes(4, "little"), header, bytes(body)))
+    head = header.encode()
+    return b"".join((_MAGIC, len(head).to_bytes(4, "little"), head, bytes(body)))
 
 
-def decode_array(data: bytes, label: str) -> np.ndarray:
-    """The array of ``.owc`` bytes (read-only); :class:`CacheError` names ``label`` and why."""
+def decode_array(data: bytes, label: str, layout_hash: str | None = None) -> np.ndarray:
+    """The array of ``.owc`` bytes (read-only); :class:`CacheError` names ``label`` and why.
+
+    ``layout_hash``, when given, must be the layout the header names.
+    """
     if data[:4] != _MAGIC or len(data) < 8:
         raise CacheError(f"cache file {label} is damaged: not an Overwatch cache file")
     size = int.from_bytes(data[4:8], "little")
     try:
         header = json.loads(data[8 : 8 + size])
         shape = tuple(int(n) for n in header["shape"])
-        codec = header["codec"]
+        codec, layout = header["codec"], header["layout"]
     except (ValueError, KeyError, TypeError) as error:
         raise CacheError(f"cache file {label} is damaged: bad header ({error})") from error
     if codec != _CODEC or not 1 <= len(shape) <= 2 or min(shape, default=0) < 0:
         raise CacheError(f"cache file {label} is damaged: unknown codec or shape {header}")
+    if layout_hash is not None and layout != layout_hash:
+        raise CacheError(f"cache file {label} holds layout {layout}, its name says {layout_hash}")
     count = int(np.prod(shape))
+    planes = np.empty((8, count), dtype=np.uint8)
     try:
-        body = cramjam.zstd.decompress(data[8 + size :], output_len=8 * count)
+        written = cramjam.zstd.decompress_into(data[8 + size :], planes)
     except cramjam.DecompressionError as error:
         raise CacheError(f"cache file {label} is damaged: {error}") from error
-    if len(body) != 8 * count:
-        raise CacheError(f"cache file {label} is damaged: {len(body)} bytes for shape {shape}")
-    planes = np.frombuffer(body, dtype=np.uint8).reshape(8, count)
-    array = np.ascontiguousarray(planes.T).view(np.float64).reshape(shape)
+    if written != planes.nbytes:
+        raise CacheError(f"cache file {label} is damaged: {written} bytes for shape {shape}")
+    # Unshuffle plane by plane: 8 strided copies are about twice as fast as
+    # numpy's copy of the transposed (8, n) view.
+    numbers = np.empty((count, 8), dtype=np.uint8)
+    for k in range(8):
+        numbers[:, k] = planes[k]
+    array = numbers.view(np.float64).reshape(shape)
     array.setflags(write=False)  # shared by every reader through the LRU
     return array
+
+
+def clear_decoded() -> None:
+    """Forget every decoded buffer of this process (benchmarks of a cold read)."""
+    _DECODED.clear()
 
 
 def states_covering(
@@ -206,23 +254,30 @@ class ArrayCache:
         known = known_layout(layout_hash)
         if known is not None:
             return known
-        path = self.directory(run, subsystem) / f"{LAYOUT_PREFIX}{layout_hash}.json"
+        path = self.directory(run, subsystem) / f"{LAYOUT_PREFIX}{layout_hash}{LAYOUT_SUFFIX}"
+        legacy = path.with_name(f"{LAYOUT_PREFIX}{layout_hash}{LEGACY_LAYOUT_SUFFIX}")
         try:
-            layout = Layout.from_json(path.read_text(encoding="utf-8"))
+            if path.exists() or not legacy.exists():
+                text = bytes(cramjam.zstd.decompress(path.read_bytes())).decode("utf-8")
+            else:
+                path, text = legacy, legacy.read_text(encoding="utf-8")
+            layout = Layout.from_json(text)
         except FileNotFoundError as error:
             raise CacheError(f"layout file {path} is missing") from error
-        except (LayoutError, ValueError, KeyError, TypeError) as error:
+        except (cramjam.DecompressionError, LayoutError, ValueError, KeyError, TypeError) as error:
             raise CacheError(f"layout file {path} is damaged: {error}") from error
         if layout.hash != layout_hash:
             raise CacheError(f"layout file {path} holds layout {layout.hash}")
         return remember_layout(layout)
 
     def _write_layout(self, directory: Path, layout: Layout) -> None:
-        path = directory / f"{LAYOUT_PREFIX}{layout.hash}.json"
-        if path in self._layout_files or path.exists():
+        path = directory / f"{LAYOUT_PREFIX}{layout.hash}{LAYOUT_SUFFIX}"
+        legacy = path.with_name(f"{LAYOUT_PREFIX}{layout.hash}{LEGACY_LAYOUT_SUFFIX}")
+        if path in self._layout_files or path.exists() or legacy.exists():
             self._layout_files.add(path)
             return
-        _atomic_save(path, layout.to_json().encode(), self.fsync)
+        text = layout.to_json().encode()
+        _atomic_save(path, bytes(cramjam.zstd.compress(text, level=3)), self.fsync)
         self._layout_files.add(path)
 
     # -- snapshots -------------------------------------------------------------------
@@ -236,7 +291,7 @@ class ArrayCache:
         remember_layout(layout)
         name = cache_name(stem, layout.hash)
         array = eff if off is None else np.stack([eff, off])
-        _atomic_save(directory / name, encode_array(array), self.fsync)
+        _atomic_save(directory / name, encode_array(array, layout.hash), self.fsync)
         for suffix in _SUFFIXES:
             for other in directory.glob(f"{stem}.*{suffix}"):
                 if other.name != name:  # an earlier layout or format of it: stale
@@ -251,7 +306,7 @@ class ArrayCache:
             raise CacheError(f"{name!r} is not a cache file name")
         layout = self.layout(run, subsystem, split[1])
         path = self.directory(run, subsystem) / name
-        array = _read_array(path)
+        array = _read_array(path, layout.hash)
         if array.dtype != np.float64 or array.shape[-1] != layout.size or array.ndim > 2:
             raise CacheError(f"cache file {path} does not match layout {layout.hash}")
         if array.ndim == 2:
@@ -327,7 +382,7 @@ class ArrayCache:
         return removed
 
 
-def _read_array(path: Path) -> np.ndarray:
+def _read_array(path: Path, layout_hash: str) -> np.ndarray:
     """A cache file's array: decoded once and kept while the file stays the same."""
     try:
         stat = path.stat()
@@ -335,7 +390,8 @@ def _read_array(path: Path) -> np.ndarray:
         raise CacheError(f"cache file {path} is missing") from error
     except OSError as error:
         raise CacheError(f"cache file {path} is unreadable: {error}") from error
-    key = (path, stat.st_size, stat.st_mtime_ns)
+    # Every write renames a new file into place: a new inode and change time.
+    key = (path, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     found = _DECODED.get(key)
     if found is not None:
         return found
@@ -347,7 +403,7 @@ def _read_array(path: Path) -> np.ndarray:
         raise CacheError(f"cache file {path} is missing") from error
     except (ValueError, OSError) as error:
         raise CacheError(f"cache file {path} is damaged: {error}") from error
-    array = decode_array(data, str(path))
+    array = decode_array(data, str(path), layout_hash)
     _DECODED.put(key, array)
     return array
 

@@ -6,7 +6,8 @@ array cache (``processing.ingest.cache``; it stays valid across counter resets).
 A slice from the run start is the snapshot itself.
 
 Usage (one reader per process; it keeps parsed layouts, so a request costs
-one ZODB look-up, two ``mmap`` and a few numpy operations)::
+one ZODB look-up, two cache states (decoded once and kept, see
+``processing.ingest.cache``) and a few numpy operations)::
 
     reader = SliceReader(data_dir, db)
     reader.snapshot_times(run, subsystem)            # [unix seconds], ascending

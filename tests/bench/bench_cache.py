@@ -3,7 +3,8 @@
 Figure (``run()``):
 
 - ``cache_to_snapshot_bytes``: bytes of a subsystem's cache directory (every
-  cache file, layout and object list) after ``overwatch db rebuild`` of 20
+  cache file, layout and object list, and the trend files kept beside them:
+  about 0.08 of the 0.4) after ``overwatch db rebuild`` of 20
   simulated snapshots of 2,400 histograms each (the detector simulator's mix,
   cumulative fills), divided by the bytes of those ROOT files (target <= 1.0);
 - ``cache_write_ms_2400`` / ``cache_read_ms_2400``: median time to write one
@@ -26,7 +27,7 @@ from pathlib import Path
 from overwatch import timestamps
 from overwatch.store.db import open_db
 from overwatch.store.layout import DataDir, atomic_write
-from processing.ingest.cache import _DECODED, ArrayCache
+from processing.ingest.cache import ArrayCache, clear_decoded
 from processing.rebuild import rebuild
 from receivers.simulator import DetectorSimulator
 
@@ -55,7 +56,7 @@ def _timings(data: Path) -> tuple[float, float, int]:
     cache = ArrayCache(data)
     writes, reads, uncompressed = [], [], 0
     for stem, name in sorted(cache.listing(1, "EMC").items()):
-        _DECODED.clear()
+        clear_decoded()
         started = time.perf_counter()
         state = cache.load(1, "EMC", name)
         reads.append(time.perf_counter() - started)

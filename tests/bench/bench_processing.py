@@ -34,7 +34,7 @@ from overwatch.config import ProcessingSettings
 from overwatch.histogram import Axis, Histogram
 from overwatch.store.db import open_db, read
 from overwatch.store.layout import atomic_write
-from processing.ingest.cache import _DECODED
+from processing.ingest.cache import clear_decoded
 from processing.pipeline import Pipeline
 from processing.scheduler import ProcessingService
 from processing.slices.reader import SliceReader
@@ -174,7 +174,7 @@ def _slice_time(data: Path, db, count: int, cold: bool = False) -> float:
     for _ in range(count):
         start, end = sorted(rng.sample(times[1:], 2))
         if cold:
-            _DECODED.clear()  # both states decompressed from their files
+            clear_decoded()  # both states decompressed from their files
         started = time.perf_counter()
         result = reader.slice(2, "EMC", start, end)
         durations.append(time.perf_counter() - started)

@@ -5,13 +5,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cramjam
 import numpy as np
 import pytest
 
 from overwatch import rootio
 from overwatch.histogram import Axis, Histogram
 from overwatch.rootio import RootFileError
-from processing.ingest.cache import CACHE_SUFFIX, ArrayCache, CacheError, split_cache_name
+from processing.ingest import cache as cache_module
+from processing.ingest.cache import (
+    CACHE_SUFFIX,
+    LAYOUT_SUFFIX,
+    LEGACY_LAYOUT_SUFFIX,
+    LEGACY_SUFFIX,
+    ArrayCache,
+    CacheError,
+    clear_decoded,
+    encode_array,
+    split_cache_name,
+)
 from processing.ingest.cache_layout import Layout, LayoutError
 from processing.ingest.objects import is_part, part_path
 from processing.ingest.read import SnapshotEncoder
@@ -114,8 +126,8 @@ def test_damaged_or_missing_cache_files_raise_cache_error(tmp_path) -> None:
         cache.load(1, "EMC", relative)
     with pytest.raises(CacheError, match="missing"):
         cache.load(1, "EMC", f"EMChists.2026_01_01_00_09_00.0123456789abcdef{CACHE_SUFFIX}")
-    layout_file = cache.directory(1, "EMC") / f"layout-{layout.hash}.json"
-    text = json.loads(layout_file.read_text())
+    layout_file = cache.directory(1, "EMC") / f"layout-{layout.hash}{LAYOUT_SUFFIX}"
+    text = json.loads(bytes(cramjam.zstd.decompress(layout_file.read_bytes())))
     text["histograms"][0]["title"] = "tampered"
     with pytest.raises(LayoutError, match="does not match its hash"):
         Layout.from_json(json.dumps(text))
@@ -192,7 +204,8 @@ def test_compressed_cache_round_trips_bit_for_bit(tmp_path: Path, off: bool) -> 
     assert state.eff.view(np.uint64).tolist() == eff.view(np.uint64).tolist()
     assert (state.off is not None) == off
     if off:
-        assert np.array_equal(state.off, np.linspace(0, 1, layout.size))
+        offsets = np.linspace(0, 1, layout.size)
+        assert state.off.view(np.uint64).tolist() == offsets.view(np.uint64).tolist()
     assert not state.eff.flags.writeable  # shared by readers: nobody may change it
     assert np.shares_memory(cache.load(1, "EMC", name).eff, state.eff)  # decoded once
     assert (cache.directory(1, "EMC") / name).stat().st_size < eff.nbytes * (1 + off)
@@ -227,7 +240,7 @@ def test_cache_files_of_the_earlier_format_are_still_read_and_replaced(tmp_path:
     cache.write(1, "EMC", stem, layout, eff)  # writes the layout file too
     directory = cache.directory(1, "EMC")
     (new,) = directory.glob(f"*{CACHE_SUFFIX}")
-    old = directory / f"{stem}.{layout.hash}.npy"
+    old = directory / f"{stem}.{layout.hash}{LEGACY_SUFFIX}"
     np.save(old, eff)
     new.unlink()
     assert cache.listing(1, "EMC") == {stem: old.name}
@@ -236,3 +249,50 @@ def test_cache_files_of_the_earlier_format_are_still_read_and_replaced(tmp_path:
     assert cache.listing(1, "EMC") == {stem: new.name}
     cache.write(1, "EMC", stem, layout, eff)  # rewriting the snapshot drops the old file
     assert not old.exists() and cache.listing(1, "EMC") == {stem: new.name}
+
+
+def test_a_rewritten_cache_file_is_decoded_again(tmp_path: Path) -> None:
+    cache, layout, eff = _cache_with_one(tmp_path)
+    (name,) = cache.listing(1, "EMC").values()
+    assert cache.load(1, "EMC", name).eff[5] == eff[5]
+    changed = eff.copy()
+    changed[5:] += 1.0
+    cache.write(1, "EMC", "EMChists.2026_01_01_00_00_00", layout, changed)  # a late snapshot
+    assert cache.load(1, "EMC", name).eff.tolist()[5:] == changed.tolist()[5:]
+
+
+def test_a_cache_file_under_another_layouts_name_is_refused(tmp_path: Path) -> None:
+    cache, layout, eff = _cache_with_one(tmp_path)
+    other = Layout.of(every_class()[:2])
+    cache.write(1, "EMC", "EMChists.2026_01_01_00_01_00", other, other.pack(every_class()[:2]))
+    listing = cache.listing(1, "EMC")
+    first, second = (cache.directory(1, "EMC") / listing[s] for s in sorted(listing))
+    second.write_bytes(first.read_bytes())
+    clear_decoded()
+    with pytest.raises(CacheError, match=f"holds layout {layout.hash}, its name says {other.hash}"):
+        cache.load(1, "EMC", second.name)
+    # The header is checked as written: the same bytes under their own name still read.
+    assert encode_array(eff, layout.hash) == first.read_bytes()
+
+
+def test_layouts_are_compressed_and_plain_json_layouts_still_read(tmp_path, monkeypatch) -> None:
+    cache, layout, eff = _cache_with_one(tmp_path)
+    directory = cache.directory(1, "EMC")
+    compressed = directory / f"layout-{layout.hash}{LAYOUT_SUFFIX}"
+    text = bytes(cramjam.zstd.decompress(compressed.read_bytes()))
+    assert (
+        compressed.stat().st_size < len(text) / 3
+        and Layout.from_json(text.decode()).hash == layout.hash
+    )
+    monkeypatch.setattr(cache_module, "known_layout", lambda _hash: None)  # read from disk
+    (name,) = cache.listing(1, "EMC").values()
+    compressed.unlink()
+    (directory / f"layout-{layout.hash}{LEGACY_LAYOUT_SUFFIX}").write_bytes(text)  # earlier
+    assert cache.load(1, "EMC", name).layout.hash == layout.hash
+    compressed.write_bytes(b"\x28\xb5\x2f\xfd garbage")  # both: the compressed one wins
+    with pytest.raises(CacheError, match=f"layout file {compressed} is damaged"):
+        cache.load(1, "EMC", name)
+    compressed.unlink()
+    (directory / f"layout-{layout.hash}{LEGACY_LAYOUT_SUFFIX}").unlink()
+    with pytest.raises(CacheError, match=f"layout file {compressed} is missing"):
+        cache.load(1, "EMC", name)
