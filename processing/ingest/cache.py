@@ -71,7 +71,8 @@ presentation of every histogram makes them about 2 kB a histogram as text, and
 they compress 300-fold (5.5 MB to 18 kB for the simulator's 2,400). Files of
 the earlier formats (``.npy`` buffers, memory-mapped, and plain
 ``layout-<hash>.json``) are still read, so a data directory needs no rebuild;
-the next write of a snapshot replaces its ``.npy``.
+the next write of a snapshot replaces its ``.npy``, and ``overwatch db rebuild
+--reread`` rewrites a whole data directory in this format.
 
 The layout is named by a hash of its content, so snapshots with the same set of
 histograms share one layout file, and a cache file's name says which layout it
@@ -114,8 +115,9 @@ _SUFFIXES = (CACHE_SUFFIX, LEGACY_SUFFIX)
 _MAGIC = b"OWC1"
 _CODEC = "zstd-shuffle8"
 _LEVEL = 1
-#: Bytes of decoded buffers kept per process (about 160 states of 500 histograms).
-DECODED_BYTES = 256 * 1024 * 1024
+#: Bytes of decoded buffers kept per process: the latest two states of 20
+#: subsystems of 2,400 histograms (what live pages show) fit twice.
+DECODED_BYTES = 192 * 1024 * 1024
 _DECODED: LRU[tuple[Path, int, int, int, int], np.ndarray] = LRU(
     max_cost=DECODED_BYTES, cost=lambda array: array.nbytes
 )
