@@ -301,13 +301,22 @@ class ArrayCache:
         return self.relative(run, subsystem, name)
 
     def load(self, run: int, subsystem: str, name: str, timestamp: float = 0.0) -> CachedSnapshot:
-        """Map a cache file (by file name or data-dir-relative path) read-only."""
+        """A cache file's state, read-only (by file name or data-dir-relative path).
+
+        The name's suffix is a hint: records name the file as first written, and
+        a later write of the same snapshot (a late predecessor) may have
+        replaced an earlier-format file by an ``.owc``, so either is read.
+        """
         name = Path(name).name
         split = split_cache_name(name)
         if split is None:
             raise CacheError(f"{name!r} is not a cache file name")
         layout = self.layout(run, subsystem, split[1])
         path = self.directory(run, subsystem) / name
+        if not path.exists():
+            stem = name[: -len(next(x for x in _SUFFIXES if name.endswith(x)))]
+            other = (path.with_name(stem + suffix) for suffix in _SUFFIXES)
+            path = next((p for p in other if p.exists()), path)
         array = _read_array(path, layout.hash)
         if array.dtype != np.float64 or array.shape[-1] != layout.size or array.ndim > 2:
             raise CacheError(f"cache file {path} does not match layout {layout.hash}")

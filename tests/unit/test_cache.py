@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from overwatch import rootio
+from overwatch.config import ProcessingSettings
 from overwatch.histogram import Axis, Histogram
 from overwatch.rootio import RootFileError
+from overwatch.store.db import open_db
 from processing.ingest import cache as cache_module
 from processing.ingest.cache import (
     CACHE_SUFFIX,
@@ -27,7 +29,9 @@ from processing.ingest.cache import (
 from processing.ingest.cache_layout import Layout, LayoutError
 from processing.ingest.objects import is_part, part_path
 from processing.ingest.read import SnapshotEncoder
-from tests.processing_helpers import SAMPLES
+from processing.pipeline import Pipeline
+from processing.slices.reader import SliceReader
+from tests.processing_helpers import SAMPLES, T0, write_snapshot
 
 
 def every_class() -> list[Histogram]:
@@ -296,3 +300,49 @@ def test_layouts_are_compressed_and_plain_json_layouts_still_read(tmp_path, monk
     (directory / f"layout-{layout.hash}{LEGACY_LAYOUT_SUFFIX}").unlink()
     with pytest.raises(CacheError, match=f"layout file {compressed} is missing"):
         cache.load(1, "EMC", name)
+
+
+def test_a_data_directory_of_the_earlier_format_keeps_working(tmp_path: Path) -> None:
+    """Caches written before ``.owc`` (``.npy`` and plain layouts) serve slices and go on."""
+    histograms = every_class()
+    rng = np.random.default_rng(3)
+    for k in range(3):
+        write_snapshot(tmp_path, 5, "EMC", T0 + 60 * k, histograms)
+        for h in histograms:  # cumulative: the next snapshot holds more
+            coords = [rng.uniform(0, 1, 50) for _ in h.axes]
+            h.fill(*coords, **({"y": rng.normal(size=50)} if h.is_profile else {}))
+    db = open_db("memory://")
+    Pipeline(tmp_path, db, ProcessingSettings()).run_until_idle()
+    reader = SliceReader(tmp_path, db)
+    expected = reader.slice(5, "EMC", T0, T0 + 120)
+    directory = ArrayCache(tmp_path).directory(5, "EMC")
+    for path in directory.glob(f"*{CACHE_SUFFIX}"):  # as an earlier version left them
+        np.save(path.with_suffix(LEGACY_SUFFIX), cache_module.decode_array(path.read_bytes(), ""))
+        path.unlink()
+    for path in directory.glob(f"layout-*{LAYOUT_SUFFIX}"):
+        legacy = path.name[: -len(LAYOUT_SUFFIX)] + LEGACY_LAYOUT_SUFFIX
+        (directory / legacy).write_bytes(cramjam.zstd.decompress(path.read_bytes()))
+        path.unlink()
+    clear_decoded()
+
+    for path, h in SliceReader(tmp_path, db).slice(5, "EMC", T0, T0 + 120).items():
+        assert h.values.tolist() == expected[path].values.tolist(), path
+    write_snapshot(tmp_path, 5, "EMC", T0 + 180, histograms)
+    assert Pipeline(tmp_path, db, ProcessingSettings()).run_until_idle().processed == 1
+    latest = SliceReader(tmp_path, db).latest_slice(5, "EMC", "h1d")
+    assert latest.entries == 50 and sorted(p.suffix for p in directory.glob("EMChists*")) == [
+        *[LEGACY_SUFFIX] * 3,
+        CACHE_SUFFIX,
+    ]
+
+
+def test_a_cache_file_is_found_under_either_suffix(tmp_path: Path) -> None:
+    """Records keep the name first written; the snapshot may be rewritten as ``.owc`` since."""
+    cache, layout, eff = _cache_with_one(tmp_path)
+    (name,) = cache.listing(1, "EMC").values()
+    legacy_name = name[: -len(CACHE_SUFFIX)] + LEGACY_SUFFIX
+    state = cache.load(1, "EMC", f"cache/Run1/EMC/{legacy_name}")
+    assert state.eff.view(np.uint64).tolist() == eff.view(np.uint64).tolist()
+    (cache.directory(1, "EMC") / name).unlink()
+    with pytest.raises(CacheError, match=f"{legacy_name} is missing"):
+        cache.load(1, "EMC", legacy_name)
