@@ -93,6 +93,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,7 @@ DECODED_BYTES = 192 * 1024 * 1024
 _DECODED: LRU[tuple[Path, int, int, int, int], np.ndarray] = LRU(
     max_cost=DECODED_BYTES, cost=lambda array: array.nbytes
 )
+_SCRATCH = threading.local()
 OBJECTS_SUFFIX = ".objects.json"
 OBJECT_PREFIX = "object-"
 #: Object lists read back, by file (they never change once written).
@@ -191,7 +193,7 @@ def decode_array(data: bytes, label: str, layout_hash: str | None = None) -> np.
     if layout_hash is not None and layout != layout_hash:
         raise CacheError(f"cache file {label} holds layout {layout}, its name says {layout_hash}")
     count = int(np.prod(shape))
-    planes = np.empty((8, count), dtype=np.uint8)
+    planes = _scratch(8 * count).reshape(8, count)
     try:
         written = cramjam.zstd.decompress_into(data[8 + size :], planes)
     except cramjam.DecompressionError as error:
@@ -206,6 +208,19 @@ def decode_array(data: bytes, label: str, layout_hash: str | None = None) -> np.
     array = numbers.view(np.float64).reshape(shape)
     array.setflags(write=False)  # shared by every reader through the LRU
     return array
+
+
+def _scratch(nbytes: int) -> np.ndarray:
+    """This thread's buffer for compressed planes, grown to the largest state seen.
+
+    Why: a fresh 2 MB array per decode is paged in anew by the kernel each
+    time (malloc gives large blocks back), which doubled the decode time of a
+    2,400-histogram state (4.1 against 1.8 ms).
+    """
+    buffer = getattr(_SCRATCH, "buffer", None)
+    if buffer is None or buffer.nbytes < nbytes:
+        buffer = _SCRATCH.buffer = np.empty(nbytes, dtype=np.uint8)
+    return buffer[:nbytes]
 
 
 def clear_decoded() -> None:
