@@ -343,7 +343,15 @@ def test_labels_boxes_legends_and_annotations(site, page, tmp_path: Path) -> Non
         return { text: t.textContent, x: r.x, y: r.y, w: r.width, h: r.height,
                  transform: t.getAttribute('transform') || '' };
       });
-      return { numbers, frame: { top: frame.y, bottom: frame.y + frame.height },
+      // Each bar's top and x range in the page (the frame's own position, not its group's box).
+      const fp = main.getFramePainter();
+      const svg = div.querySelector('svg').getBoundingClientRect();
+      const left = svg.x + fp.getFrameX(), top = svg.y + fp.getFrameY();
+      const bars = [...Array(histo.fXaxis.fNbins).keys()].map((i) => ({
+        x0: left + fp.grx(histo.fXaxis.GetBinLowEdge(i + 1)),
+        x1: left + fp.grx(histo.fXaxis.GetBinLowEdge(i + 2)),
+        top: top + fp.gry(histo.fArray[i + 1]) }));
+      return { numbers, bars, frame: { top: frame.y, bottom: frame.y + frame.height },
                bins: histo.fXaxis.fNbins, contents: histo.fArray.slice(1, -1),
                stats: painters(J, div).some(p => p.getObject()?._typename === 'TPaveStats') };
     }"""
@@ -357,6 +365,11 @@ def test_labels_boxes_legends_and_annotations(site, page, tmp_path: Path) -> Non
         assert "rotate" not in number["transform"]
         assert number["w"] > number["h"] and number["h"] < 16  # level, sized to fit
         assert number["y"] >= texts["frame"]["top"] - 1  # inside the frame, not clipped
+    # Each number sits above its own bar, clear of it.
+    for number in texts["numbers"]:
+        centre = number["x"] + number["w"] / 2
+        bar = next((b for b in texts["bars"] if b["x0"] <= centre < b["x1"]), None)
+        assert bar is not None and number["y"] + number["h"] <= bar["top"] + 1, (number, bar)
     ordered = sorted((drawn[v] for v in values), key=lambda n: n["x"])
     assert all(a["x"] + a["w"] <= b["x"] + 1 for a, b in zip(ordered, ordered[1:], strict=False))
     assert overlaps(page.evaluate(TEXT_BOXES)) == []
