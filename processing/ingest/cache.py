@@ -179,10 +179,11 @@ def encode_array(array: np.ndarray, layout_hash: str) -> bytes:
     return b"".join((_MAGIC, len(head).to_bytes(4, "little"), head, body))
 
 
-def decode_array(data: bytes, label: str, layout_hash: str | None = None) -> np.ndarray:
+def decode_array(data: bytes, label: str, layout: Layout | None = None) -> np.ndarray:
     """The array of ``.owc`` bytes (read-only); :class:`CacheError` names ``label`` and why.
 
-    ``layout_hash``, when given, must be the layout the header names.
+    ``layout``, when given, must be the one the header names, and its size the
+    header's (checked before anything is decompressed).
     """
     if data[:4] != _MAGIC or len(data) < 8:
         raise CacheError(f"cache file {label} is damaged: not an Overwatch cache file")
@@ -190,13 +191,15 @@ def decode_array(data: bytes, label: str, layout_hash: str | None = None) -> np.
     try:
         header = json.loads(data[8 : 8 + size])
         shape = tuple(int(n) for n in header["shape"])
-        codec, layout = header["codec"], header["layout"]
+        codec, name = header["codec"], header["layout"]
     except (ValueError, KeyError, TypeError) as error:
         raise CacheError(f"cache file {label} is damaged: bad header ({error})") from error
-    if codec != _CODEC or not 1 <= len(shape) <= 2 or min(shape, default=0) < 0:
+    if codec != _CODEC or not shape or shape[:-1] not in ((), (2,)) or shape[-1] < 0:
         raise CacheError(f"cache file {label} is damaged: unknown codec or shape {header}")
-    if layout_hash is not None and layout != layout_hash:
-        raise CacheError(f"cache file {label} holds layout {layout}, its name says {layout_hash}")
+    if layout is not None and name != layout.hash:
+        raise CacheError(f"cache file {label} holds layout {name}, its name says {layout.hash}")
+    if layout is not None and shape[-1] != layout.size:
+        raise CacheError(f"cache file {label} does not match layout {layout.hash}")
     count = int(np.prod(shape))
     planes = _scratch(8 * count).reshape(8, count)
     try:
@@ -341,7 +344,7 @@ class ArrayCache:
             stem = name[: -len(next(x for x in _SUFFIXES if name.endswith(x)))]
             other = (path.with_name(stem + suffix) for suffix in _SUFFIXES)
             path = next((p for p in other if p.exists()), path)
-        array = _read_array(path, layout.hash)
+        array = _read_array(path, layout)
         if array.dtype != np.float64 or array.shape[-1] != layout.size or array.ndim > 2:
             raise CacheError(f"cache file {path} does not match layout {layout.hash}")
         if array.ndim == 2:
@@ -417,7 +420,7 @@ class ArrayCache:
         return removed
 
 
-def _read_array(path: Path, layout_hash: str) -> np.ndarray:
+def _read_array(path: Path, layout: Layout) -> np.ndarray:
     """A cache file's array: decoded once and kept while the file stays the same."""
     try:
         stat = path.stat()
@@ -438,7 +441,7 @@ def _read_array(path: Path, layout_hash: str) -> np.ndarray:
         raise CacheError(f"cache file {path} is missing") from error
     except (ValueError, OSError) as error:
         raise CacheError(f"cache file {path} is damaged: {error}") from error
-    array = decode_array(data, str(path), layout_hash)
+    array = decode_array(data, str(path), layout)
     _DECODED.put(key, array)
     return array
 

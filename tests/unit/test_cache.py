@@ -215,6 +215,13 @@ def test_compressed_cache_round_trips_bit_for_bit(tmp_path: Path, off: bool) -> 
     assert (cache.directory(1, "EMC") / name).stat().st_size < eff.nbytes * (1 + off)
 
 
+def _with_header(data: bytes, **changes) -> bytes:
+    """``.owc`` bytes with header fields replaced, the body kept."""
+    size = int.from_bytes(data[4:8], "little")
+    header = json.dumps({**json.loads(data[8 : 8 + size]), **changes}).encode()
+    return data[:4] + len(header).to_bytes(4, "little") + header + data[8 + size :]
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [
@@ -223,6 +230,11 @@ def test_compressed_cache_round_trips_bit_for_bit(tmp_path: Path, off: bool) -> 
         (lambda b: b[:8] + b"#" + b[9:], "bad header"),
         (lambda b: b[:-3], "damaged"),
         (lambda b: b"", "not an Overwatch cache file"),
+        (lambda b: _with_header(b, shape=[10**12]), "does not match layout"),  # no 8 TB buffer
+        (lambda b: _with_header(b, shape=[3, 5]), "unknown codec or shape"),
+        (lambda b: _with_header(b, shape=[]), "unknown codec or shape"),
+        (lambda b: _with_header(b, codec="zstd-shuffle4"), "unknown codec or shape"),
+        (lambda b: _with_header(b, layout="0123456789abcdef"), "holds layout 0123456789abcdef"),
     ],
 )
 def test_damaged_compressed_cache_file_is_a_clear_error(tmp_path: Path, damage, message) -> None:
