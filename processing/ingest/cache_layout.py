@@ -19,7 +19,7 @@ from functools import cached_property
 
 import numpy as np
 
-from overwatch.histogram import Axis, Histogram
+from overwatch.histogram import AXIS_NAMES, Axis, Histogram
 from overwatch.lru import LRU
 
 LAYOUT_FORMAT = 1
@@ -162,7 +162,10 @@ class Entry:
     @cached_property
     def axis_objects(self) -> tuple[Axis, ...]:
         """Axes shared by every histogram built from this entry (treat them as read-only)."""
-        return tuple(a.to_axis() for a in self.axes)
+        axes = tuple(a.to_axis() for a in self.axes)
+        for axis, default_name in zip(axes, AXIS_NAMES, strict=False):
+            axis.name = axis.name or default_name  # as Histogram names an unnamed axis
+        return axes
 
     @cached_property
     def monotone_parts(self) -> tuple[str, ...]:
@@ -284,21 +287,31 @@ class Entry:
 
         stats_start = parts["stats"]
         stat_values = block[stats_start : stats_start + len(self.stat_names)].tolist()
-        return Histogram(
-            name=self.path,
-            class_name=self.class_name,
-            axes=list(self.axis_objects),
-            values=view("values"),
-            sumw2=view("sumw2"),
-            entries=float(block[parts["entries"]]),
-            title=self.title,
-            bin_entries=view("bin_entries"),
-            bin_sumw2=view("bin_sumw2"),
-            stats=dict(zip(self.stat_names, stat_values, strict=True)),
-            profile_range=self.profile_range,
-            error_mode=self.error_mode,
-            presentation=self.presentation,
+        # The entry's layout was checked when it was made: no need for Histogram's checks.
+        return Histogram.assemble(
+            {
+                **self._constant_fields,
+                "axes": list(self.axis_objects),
+                "values": view("values"),
+                "sumw2": view("sumw2"),
+                "entries": float(block[parts["entries"]]),
+                "bin_entries": view("bin_entries"),
+                "bin_sumw2": view("bin_sumw2"),
+                "stats": dict(zip(self.stat_names, stat_values, strict=True)),
+            }
         )
+
+    @cached_property
+    def _constant_fields(self) -> dict:
+        """The fields every histogram unpacked from this entry shares."""
+        return {
+            "name": self.path,
+            "class_name": self.class_name,
+            "title": self.title,
+            "profile_range": self.profile_range,
+            "error_mode": self.error_mode,
+            "presentation": self.presentation,
+        }
 
 
 class Layout:

@@ -329,6 +329,29 @@ def test_a_truncated_object_record_is_skipped(tmp_path: Path) -> None:
     assert [(s.path, s.reason.split(":")[0]) for s in result.skipped] == [("a", "unreadable")]
 
 
+@pytest.mark.parametrize("where", ["stream", "checksum"])
+def test_a_damaged_zlib_block_is_a_format_error_and_the_histogram_skipped(
+    tmp_path: Path, where: str
+) -> None:
+    """Bytes of a deflate stream damaged in transit: the object is unreadable (named),
+    the other histograms of the snapshot are kept, as uproot keeps them."""
+    path = tmp_path / "zlib.root"
+    with uproot.recreate(path, compression=uproot.ZLIB(1)) as file:
+        for h in _two_histograms():
+            file[h.name] = rootio.to_uproot(h)
+    data, start, key = _object_start(path, "a")
+    assert data[start : start + 2] == b"ZL"
+    at = start + 9 + 4 if where == "stream" else key.seek + key.nbytes - 2
+    data[at : at + 2] = bytes(b ^ 0xFF for b in data[at : at + 2])
+    with pytest.raises(rootfile.FormatError, match="^a: "):
+        rootfile.object_bytes(bytes(data), key)
+    damaged = tmp_path / "damaged.root"
+    damaged.write_bytes(bytes(data))
+    result = SnapshotEncoder().read(damaged)
+    assert [e.path for e in result.layout.entries] == ["b"]
+    assert [(s.path, s.reason.split(":")[0]) for s in result.skipped] == [("a", "unreadable")]
+
+
 def test_a_file_structure_not_read_here_goes_through_uproot(root_samples_dir: Path) -> None:
     """ROOT 4 keys without byte counts: listed and read by uproot, with the same result."""
     path = root_samples_dir / "uproot-from-geant4.root"

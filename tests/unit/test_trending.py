@@ -12,6 +12,7 @@ from overwatch import rootio
 from overwatch.histogram import Axis, Histogram
 from overwatch.jsroot import to_json_bytes
 from overwatch.plugins import DetectorPlugin, SliceContext
+from processing.analysis import trend_values
 from processing.analysis.trending import (
     GENERIC_NAMES,
     TrendStore,
@@ -133,6 +134,39 @@ def test_many_histograms_all_paths_match_numpy():
     for path in ("same/3", "ranges/2", "odd/1", "map"):
         assert all(math.isnan(values[(path, n)]) for n in ("mean", "std", "maximum", "integral"))
     assert not math.isnan(values[("same/4", "mean")]) and not math.isnan(values[("odd/2", "std")])
+
+
+@pytest.mark.parametrize("limit", [None, 1000, 100])
+def test_maps_and_profiles_of_one_shape_stacked_match_numpy(monkeypatch, limit):
+    """Eight or more profiles or 2D/3D histograms of one shape go as one array (in chunks
+    when their cells are many, one by one when too big to stack): the same values."""
+    if limit is not None:
+        monkeypatch.setattr(trend_values._Scratch, "LIMIT", limit)
+    rng = np.random.default_rng(11)
+    histograms = {}
+    kinds = [
+        ("map", lambda i: [Axis.regular(12, 0, 12), Axis.regular(6, 0, 6)], "TH2F"),
+        ("ranges", lambda i: [Axis.regular(10, i, 2 * i + 3), Axis.regular(4, 0, 1)], "TH2D"),
+        ("cube", lambda i: [Axis.regular(4, 0, 1), Axis.regular(3, 0, 1), Axis.regular(2, 0, 1)],
+         "TH3F"),
+        ("profile", lambda i: [Axis.regular(15, 0, 10)], "TProfile"),
+        ("profile2d", lambda i: [Axis.regular(5, 0, 5), Axis.regular(4, 0, 4)], "TProfile2D"),
+    ]  # fmt: skip
+    for stem, axes, class_name in kinds:
+        for i in range(10):
+            h = filled(f"{stem}/{i}", axes(i), class_name, rng, n=30 + 40 * i)
+            histograms[h.name] = h
+        empty = Histogram.empty(f"{stem}/empty", axes(0), class_name)
+        histograms[empty.name] = empty
+    damaged = histograms["map/4"]
+    damaged.values[(3, 2)] = np.nan
+    values = generic_values(histograms)
+    assert_matches(values, histograms)
+    assert all(math.isnan(values[("map/4", n)]) for n in ("mean", "std", "maximum", "integral"))
+    assert not math.isnan(values[("map/5", "mean")])
+    for stem, _, _ in kinds:
+        assert math.isnan(values[(f"{stem}/empty", "mean")])
+        assert values[(f"{stem}/empty", "integral")] == 0.0
 
 
 def test_narrow_peak_far_from_zero_keeps_its_width():
