@@ -22,7 +22,7 @@ snapshot (a thousand histograms every second). Plain 1D histograms sharing a
 bin count, the common case, become the rows of one 2D array (a matrix product
 when they also share their binning); other 1D ones go end to end through
 ``reduceat``; profiles and 2D/3D histograms of one shape are stacked too
-(projected on x), a few odd ones go one by one. About 3 ms for 1,000 TH1 of
+(projected on x). About 3 ms for 1,000 TH1 of
 100 bins and 20 TH2 maps (``tests/bench/bench_trending.py``).
 """
 
@@ -172,31 +172,37 @@ def _alike(
 ) -> dict[str, tuple[float, float, float, float]]:
     """mean, std, maximum, integral of profiles or 2D/3D histograms of one shape, by path.
 
-    Eight or more at once go as one stacked array (a detector's hundred cell
-    maps cost one pass instead of a hundred); a few, or too many cells to
-    stack, one by one.
+    They go as rows of one stacked array (a detector's hundred cell maps cost
+    one pass instead of a hundred), in chunks of at most ``_Scratch.LIMIT``
+    cells; a histogram bigger than that alone, as a view (never copied).
     """
-    cells = math.prod(shape)
-    chunk = _Scratch.LIMIT // cells
-    if len(group) < _MIN_STACK or chunk < _MIN_STACK:
-        return {path: _one(histogram) for path, histogram in group}
+    chunk = max(1, _Scratch.LIMIT // math.prod(shape))
     found: dict[str, tuple[float, float, float, float]] = {}
     inner = (slice(None),) + (slice(1, -1),) * len(shape)
     for begin in range(0, len(group), chunk):
-        part = group[begin : begin + chunk]
+        part = [h for _, h in group[begin : begin + chunk]]
         if profile:
-            weights = np.stack([h.bin_entries for _, h in part])[inner]
-            sums = np.stack([h.values for _, h in part])[inner]
+            weights = _rows([h.bin_entries for h in part])[inner]
+            sums = _rows([h.values for h in part])[inner]
             contents = np.divide(sums, weights, out=np.zeros_like(sums), where=weights != 0)
         else:
-            weights = contents = np.stack([h.values for _, h in part])[inner]
+            weights = contents = _rows([h.values for h in part])[inner]
         along_x = weights.sum(axis=tuple(range(2, weights.ndim))) if weights.ndim > 2 else weights
-        edges = np.stack([h.axes[0].edges for _, h in part])
+        edges = _rows([h.axes[0].edges for h in part])
         mean, variance, total = _moments(np.ascontiguousarray(along_x), edges)
         maximum = contents.reshape(len(part), -1).max(axis=1)
         columns = _finish(mean, variance, maximum, total).T.tolist()
-        found.update(zip((path for path, _ in part), map(tuple, columns), strict=True))
+        found.update(
+            zip(
+                (path for path, _ in group[begin : begin + chunk]), map(tuple, columns), strict=True
+            )
+        )
     return found
+
+
+def _rows(arrays: list[np.ndarray]) -> np.ndarray:
+    """Arrays of one shape as the rows of one; a single one as a view."""
+    return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
 
 
 def _concatenated(values: list[np.ndarray], edges: list[np.ndarray]) -> np.ndarray:
@@ -233,28 +239,6 @@ def _finish(
     mean[total == 0] = np.nan
     std = np.sqrt(np.maximum(variance, 0.0))  # NaN stays NaN; negative weights can round below 0
     return np.stack([mean, std, maximum, total])
-
-
-def _one(histogram: Histogram) -> tuple[float, float, float, float]:
-    """mean, std, maximum, integral of any histogram (profiles, 2D, 3D)."""
-    inner = histogram.inner
-    if histogram.is_profile:
-        weights = histogram.bin_entries[inner]
-        sums = histogram.values[inner]
-        contents = np.divide(sums, weights, out=np.zeros_like(sums), where=weights != 0)
-    else:
-        weights = contents = histogram.values[inner]
-    along_x = weights.sum(axis=tuple(range(1, weights.ndim))) if weights.ndim > 1 else weights
-    centres = histogram.axes[0].centers
-    total = float(along_x.sum())
-    if total == 0:
-        mean = std = float("nan")
-    else:
-        mean = float((along_x * centres).sum() / total)
-        variance = float((along_x * (centres - mean) ** 2).sum() / total)
-        std = math.sqrt(max(variance, 0.0))  # max keeps NaN; negative weights round below 0
-
-    return mean, std, float(contents.max()), total
 
 
 def slice_trend_values(
