@@ -3,7 +3,8 @@
 Each ``tests/bench/bench_*.py`` exposes ``run() -> dict[str, float]``. Figures
 are ratios against a baseline measured in the same run wherever the issue asks
 for one, so they mean the same on any machine. Select modules with arguments:
-``python -m tests.bench.run ingest processing``.
+``python -m tests.bench.run ingest processing`` (``bench-out/figures.json``
+then keeps the other modules' figures from an earlier run).
 """
 
 from __future__ import annotations
@@ -36,8 +37,12 @@ def main(argv: list[str]) -> int:
             figures[key] = value
             print(f"{key} = {value:.4g}", flush=True)
         print(f"  ({name} took {time.perf_counter() - started:.1f} s)", flush=True)
-    Path("bench-out").mkdir(exist_ok=True)
-    Path("bench-out/figures.json").write_text(json.dumps(figures, indent=2))
+    out = Path("bench-out/figures.json")
+    out.parent.mkdir(exist_ok=True)
+    if argv and out.exists():
+        # A selection updates its own figures and keeps those of the modules not run.
+        figures = {**json.loads(out.read_text()), **figures}
+    out.write_text(json.dumps(figures, indent=2))
     return 1 if failed else 0
 
 
