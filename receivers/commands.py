@@ -12,9 +12,9 @@ time). Exit 0 when stored, 2 for a wrong file or option (nothing stored),
 one sender in one process: one :class:`~receivers.zmq_receiver.Receiver` per
 subsystem, each in a thread with its own socket, intake, heartbeat and
 notices, exactly as separate processes would. Why: a receiver process is
-mostly its libraries (about 140 MB resident, idle), while its work is a hash,
+mostly its libraries (about 75 MB resident, idle), while its work is a hash,
 a key-list check and a file write per snapshot, so twenty subsystems in twenty
-processes cost gigabytes for nothing. A sender that serves many subsystems
+processes cost over a gigabyte for nothing. A sender that serves many subsystems
 (the simulator, a DQM system) is received by one process; one process per
 sender still keeps a stuck sender from touching another's receiver. In
 ``req`` mode the first requests are spread over the interval (subsystem k of

@@ -11,20 +11,31 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from processing.compare import report_html, report_text
-from processing.compare.registry import SpecError, available_tests, configure
-from processing.compare.report_plots import JsrootMissingError, install_jsroot
-from processing.compare.results import Status
-from processing.compare.runner import CompareRequest, run_comparison
-from processing.compare.walk import WalkError, parse_blacklist
+# The tests (scipy) and readers (uproot) are imported when the command runs or
+# its help is shown: every ``overwatch`` command registers this one.
+if TYPE_CHECKING:
+    from processing.compare.runner import CompareRequest
+
+#: Stands for the list of tests in the epilog until help is formatted.
+_TESTS_EPILOG = "{tests}"
 
 
 class CompareInputError(ValueError):
     """A command-line value that cannot be used."""
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help with the epilog's list of tests built only when help is shown."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return super()._fill_text(_tests_epilog() if text == _TESTS_EPILOG else text, width, indent)
+
+
 def _tests_epilog() -> str:
+    from processing.compare.registry import available_tests
+
     lines = ["tests (-s NAME[:option[=value],...]):"]
     for name, definition in sorted(available_tests().items()):
         aliases = f" (also {', '.join(definition.aliases)})" if definition.aliases else ""
@@ -43,8 +54,8 @@ def register(subparsers) -> None:
             "Compare every histogram present in both files (nested directories walked), "
             "report those present in only one, roll results up per directory."
         ),
-        epilog=_tests_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_TESTS_EPILOG,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("test_file", metavar="TEST.root", help="the file to check")
     parser.add_argument(
@@ -117,6 +128,10 @@ def _paths(args) -> tuple[Path | None, Path | None]:
 
 def build_request(args) -> tuple[CompareRequest, Path | None, Path | None]:
     """Validate every option before any work; raises on the first bad value."""
+    from processing.compare.registry import configure
+    from processing.compare.runner import CompareRequest
+    from processing.compare.walk import parse_blacklist
+
     threshold = _threshold(args.threshold)
     tests = [configure(spec, threshold) for spec in (args.stat_test or ["chi2"])]
     names = [t.name for t in tests]
@@ -138,6 +153,13 @@ def build_request(args) -> tuple[CompareRequest, Path | None, Path | None]:
 
 
 def handle(args) -> int:
+    from processing.compare import report_html, report_text
+    from processing.compare.registry import SpecError
+    from processing.compare.report_plots import JsrootMissingError, install_jsroot
+    from processing.compare.results import Status
+    from processing.compare.runner import run_comparison
+    from processing.compare.walk import WalkError
+
     try:
         request, json_path, outdir = build_request(args)
         if outdir is not None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from overwatch.histogram import Histogram
 from overwatch.progress import progress_bar
 from processing.compare import fastread, report_plots, walk
-from processing.compare.registry import ConfiguredTest
+from processing.compare.registry import ConfiguredTest, configure
 from processing.compare.report_plots import PageSettings
 from processing.compare.results import ComparisonResult, Reason, Status, not_compared
 from processing.ingest.rootfile import Key
@@ -237,3 +237,24 @@ def run_comparison(request: CompareRequest) -> CompareRun:
     run.results.sort(key=lambda r: (r.path, order.get(r.test, 0)))
     run.seconds = time.perf_counter() - started
     return run
+
+
+def compare_files(
+    test_file: str | Path,
+    reference_files: Sequence[str | Path],
+    tests: Sequence[str] = ("chi2",),
+    threshold: float | None = None,
+    directory: str = "",
+    blacklist: str | None = None,
+    jobs: int = 1,
+) -> CompareRun:
+    """Compare two files (more references for beta_binomial) as ``overwatch compare`` does."""
+    request = CompareRequest(
+        test_file=Path(test_file),
+        reference_files=[Path(p) for p in reference_files],
+        tests=[configure(spec, threshold) for spec in tests],
+        directory=directory.strip("/"),
+        blacklist=walk.parse_blacklist(blacklist),
+        jobs=jobs,
+    )
+    return run_comparison(request)

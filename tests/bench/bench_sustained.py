@@ -11,8 +11,8 @@ The whole data path as deployed, every part a real process on loopback:
   of snapshots 0..k, so no counter ever goes down;
 - ``overwatch receive --pattern sub --subsystem <all 20>``: one receiver
   process for the one sender, a receiver thread per subsystem
-  (:mod:`receivers.commands`). Twenty receiver processes would hold ~140 MB
-  each of mostly libraries (measured idle), 2.8 GB for a hash, a key-list
+  (:mod:`receivers.commands`). Twenty receiver processes would hold ~75 MB
+  each of mostly libraries (measured idle), 1.5 GB for a hash, a key-list
   check and a file write per snapshot; one process per sender is what a
   deployment with a sender serving many subsystems runs;
 - ``overwatch process`` workers (:data:`WORKERS`, ``--share K/N``: the 20 names
