@@ -104,6 +104,18 @@ ZOOM = """async () => {
   }
   return null;
 }"""
+
+
+def zoom_a_drawing(page, timeout: float = 30.0) -> list:
+    """ZOOM, once a drawing that can be zoomed is drawn: the page draws one plot after
+    the other, and the first drawn may be one without an x range to zoom."""
+    deadline = time.monotonic() + timeout
+    while (zoomed := page.evaluate(ZOOM)) is None:
+        assert time.monotonic() < deadline, "no drawing on the page could be zoomed"
+        time.sleep(0.2)
+    return zoomed
+
+
 #: [zoom_xmin, zoom_xmax] of the drawing whose data-src is given.
 ZOOMED = """async (src) => {
   const J = await import(document.body.dataset.jsroot);
@@ -121,7 +133,7 @@ def test_run_page_follows_each_snapshot_in_place(live, browser) -> None:
     page.wait_for_function(f"() => ({NEWEST_SNAPSHOT})() > 0")
     page.evaluate("window.__sameDocument = true")
     facts = page.inner_text(".ow-facts")
-    src, low, high = page.evaluate(ZOOM)
+    src, low, high = zoom_a_drawing(page)
     assert page.evaluate(ZOOMED, src) == pytest.approx([low, high])
     latencies = follow(page, feed)
     p95 = percentile(latencies, 0.95)
