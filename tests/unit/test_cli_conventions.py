@@ -83,20 +83,6 @@ def test_a_bar_on_a_file_is_off_by_default_and_on_when_forced(tmp_path: Path) ->
     assert "work: 100%|" in (tmp_path / "forced.txt").read_text()
 
 
-def test_building_the_command_line_imports_no_analysis_library() -> None:
-    # Every command (a receiver too) builds the whole parser; the statistical tests
-    # (scipy) and the readers (uproot) are imported by the commands that use them.
-    probe = (
-        "import sys; from overwatch.cli import build_parser; build_parser(); "
-        "print(' '.join(m for m in ('scipy', 'uproot', 'numpy') if m in sys.modules))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == ""
-
-
 def test_compare_help_lists_every_statistical_test() -> None:
     from processing.compare import available_tests
 
